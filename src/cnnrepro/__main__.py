@@ -1,0 +1,3 @@
+from cnnrepro.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,87 @@
+"""The `cnnrepro` command: profiles, params checks, model anatomy and tracking maintenance."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from cnnrepro import logs, params, paths
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from cnnrepro.params import profiles
+
+    root = paths.repo_root()
+    if args.check:
+        expected = profiles.render(args.name, root)
+        target = root / params.PARAMS_FILE
+        actual = target.read_text(encoding="utf-8") if target.is_file() else ""
+        if actual != expected:
+            print(f"{target} differs from profile {args.name!r}; run `cnnrepro profile {args.name}`", file=sys.stderr)
+            return 1
+        print(f"{target} matches profile {args.name!r}")
+        return 0
+    target = profiles.write(args.name, root)
+    print(f"wrote {target} for profile {args.name!r}; run `dvc repro` to use it")
+    return 0
+
+
+def _cmd_params_check(args: argparse.Namespace) -> int:
+    root = paths.repo_root()
+    data = params.read_yaml(root / params.PARAMS_FILE)
+    params.load(list(data), root / params.PARAMS_FILE)
+    print(f"{root / params.PARAMS_FILE} is valid (profile {data.get('profile')!r})")
+    return 0
+
+
+def _cmd_tracking_sync(args: argparse.Namespace) -> int:
+    from cnnrepro import tracking
+
+    logged, failed = tracking.sync(paths.state_dir(), uri=args.uri)
+    print(f"logged {logged} spooled stage run(s); {failed} still pending")
+    return 1 if failed else 0
+
+
+def _cmd_describe(args: argparse.Namespace) -> int:
+    from cnnrepro.models import describe
+
+    return describe.main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cnnrepro", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    profile = commands.add_parser("profile", help="write params.yaml for a profile (smoke, quick or paper)")
+    profile.add_argument("name", help="profile name: " + ", ".join(params.PROFILES))
+    profile.add_argument("--check", action="store_true", help="only check that params.yaml matches the profile")
+    profile.set_defaults(func=_cmd_profile)
+
+    check = commands.add_parser("check-params", help="validate every section of params.yaml")
+    check.set_defaults(func=_cmd_params_check)
+
+    describe = commands.add_parser("describe", help="print a model's layers: shapes, parameters, connections, time")
+    describe.add_argument("model", help="model name, such as lenet5, alexnet, deepface or googlenet")
+    describe.add_argument("--json", action="store_true", help="print JSON with per-layer rows and totals")
+    describe.add_argument("--image-size", type=int, default=None, help="input side length in pixels")
+    describe.add_argument("--width", type=float, default=1.0, help="channel-width multiplier")
+    describe.add_argument("--repeats", type=int, default=5, help="forward passes timed per layer")
+    describe.set_defaults(func=_cmd_describe)
+
+    tracking = commands.add_parser("tracking", help="MLflow tracking maintenance")
+    tracking_commands = tracking.add_subparsers(dest="tracking_command", required=True)
+    sync = tracking_commands.add_parser("sync", help="log the records that stages kept while MLflow was down")
+    sync.add_argument("--uri", default=None, help="tracking URI to log to (default: where each stage tried)")
+    sync.set_defaults(func=_cmd_tracking_sync)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logs.setup()
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except params.ParamsError as err:
+        print(f"cnnrepro: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,41 @@
+"""params.yaml `download`: where each dataset comes from and how it is fetched."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveFloat
+
+from cnnrepro.params.base import Section
+
+
+class MnistDownload(Section):
+    # The 60,000 training images are fetched too when available; train.lenet5.data decides what trains.
+    include_train: bool = True
+
+
+class LfwDownload(Section):
+    images: Literal["deepfunneled", "original"] = "deepfunneled"
+
+
+class ImagenetDownload(Section):
+    # ILSVRC2012 cannot be downloaded freely: `archives` names the folder holding the user's copies of
+    # ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar and ILSVRC2012_devkit_t12.tar.gz.
+    source: Literal["imagenette", "ilsvrc2012"] = "ilsvrc2012"
+    archives: str | None = None
+
+
+class FacesDownload(Section):
+    """The identity-labelled face training set: any `<identity>/<image>` folder or archive."""
+
+    source: Literal["orl", "lfw-train-folds", "folder"] = "orl"
+    path: str | None = None
+
+
+class DownloadParams(Section):
+    timeout_s: PositiveFloat = 60.0
+    retries: int = Field(3, ge=0, le=20)
+    mnist: MnistDownload = MnistDownload()
+    lfw: LfwDownload = LfwDownload()
+    imagenet: ImagenetDownload = ImagenetDownload()
+    faces: FacesDownload = FacesDownload()

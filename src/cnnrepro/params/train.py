@@ -1,0 +1,95 @@
+"""params.yaml `train`: one section per model family, each with its paper's recipe as the default."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+
+from cnnrepro.params.base import Section
+
+
+class OptimizerParams(Section):
+    name: Literal["sgd"] = "sgd"
+    lr: PositiveFloat = 0.01
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: NonNegativeFloat = 5e-4
+
+
+class TrainCommon(Section):
+    seed: int = 0
+    epochs: PositiveInt = 90
+    batch_size: PositiveInt = 128
+    # Input side length; the paper size by default, smaller in the CPU profiles.
+    image_size: PositiveInt = 224
+    # Multiplier on every layer's channel count; 1.0 is the paper network.
+    width: PositiveFloat = 1.0
+    workers: NonNegativeInt = 2
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    deterministic: bool = False
+    # Fraction of the training images held out to pick the learning-rate drops and the best epoch.
+    val_fraction: float = Field(0.05, ge=0.0, lt=1.0)
+    # Stop an epoch after this many batches (0: no limit); the smoke profile uses it to keep runs short.
+    max_batches: NonNegativeInt = 0
+    optimizer: OptimizerParams = OptimizerParams()
+
+
+class LeNet5Train(TrainCommon):
+    image_size: PositiveInt = 32
+    epochs: PositiveInt = 20
+    batch_size: PositiveInt = 32
+    activation: Literal["scaled_tanh", "relu"] = "scaled_tanh"
+    # official: the 60,000 MNIST training images. test-holdout: train on the test set minus `holdout`
+    # images and report the error on those, for mirrors that carry only the test set.
+    data: Literal["official", "test-holdout"] = "official"
+    holdout: PositiveInt = 2000
+    optimizer: OptimizerParams = OptimizerParams(lr=0.01, momentum=0.9, weight_decay=0.0)
+
+
+class AlexNetTrain(TrainCommon):
+    image_size: PositiveInt = 227
+    towers: Literal[1, 2] = 2
+    lrn: bool = True
+    overlapping_pool: bool = True
+    dropout: float = Field(0.5, ge=0.0, lt=1.0)
+    activation: Literal["relu", "tanh"] = "relu"
+    pca_color: bool = True
+    # Divide the learning rate by 10 when validation error has not improved for `plateau_patience` epochs.
+    plateau_patience: PositiveInt = 5
+    optimizer: OptimizerParams = OptimizerParams(lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+
+class DeepFaceTrain(TrainCommon):
+    image_size: PositiveInt = 152
+    epochs: PositiveInt = 15
+    dropout: float = Field(0.5, ge=0.0, lt=1.0)
+    # Epochs at which the learning rate is divided by 10 (set by hand in the paper, down to 1e-4).
+    lr_drops: tuple[PositiveInt, ...] = (8, 12)
+    optimizer: OptimizerParams = OptimizerParams(lr=0.01, momentum=0.9, weight_decay=0.0)
+
+
+class GoogLeNetTrain(TrainCommon):
+    epochs: PositiveInt = 250
+    batch_size: PositiveInt = 128
+    aux_heads: bool = True
+    batch_norm: bool = False
+    dropout: float = Field(0.4, ge=0.0, lt=1.0)
+    # Multiply the learning rate by 0.96 every 8 epochs.
+    lr_decay: float = Field(0.96, gt=0.0, le=1.0)
+    lr_decay_epochs: PositiveInt = 8
+    # Polyak averaging of the weights for the evaluated model: decay of the running average per step.
+    polyak_decay: float = Field(0.9999, ge=0.0, lt=1.0)
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    photometric: bool = True
+    optimizer: OptimizerParams = OptimizerParams(lr=0.01, momentum=0.9, weight_decay=2e-4)
+
+
+class TrainParams(Section):
+    lenet5: LeNet5Train = LeNet5Train()
+    alexnet: AlexNetTrain = AlexNetTrain()
+    deepface: DeepFaceTrain = DeepFaceTrain()
+    googlenet: GoogLeNetTrain = GoogLeNetTrain()

@@ -1,0 +1,364 @@
+"""One MLflow run per stage, with a spool that keeps records when the tracking server fails."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from cnnrepro import paths
+from cnnrepro.tracking.spool import Spool
+
+log = logging.getLogger(__name__)
+
+PARENT_RUN_ENV = "CNNREPRO_PARENT_RUN_ID"
+PIPELINE_ID_ENV = "CNNREPRO_PIPELINE_ID"
+TAG_PREFIX = "cnnrepro."
+# MLflow rejects param values longer than this many characters.
+MAX_PARAM_CHARS = 6000
+
+
+class TrackingError(RuntimeError):
+    """The tracking server is required (tracking.required: true) but could not be reached."""
+
+
+def tracking_uri(root: Path | None = None) -> str:
+    """Return MLFLOW_TRACKING_URI, or the SQLite store `mlflow.db` at the root of the user's checkout."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    checkout = paths.main_checkout(root or paths.repo_root())
+    return f"sqlite:///{checkout / 'mlflow.db'}"
+
+
+def artifact_root(root: Path | None = None) -> str:
+    """Return the artifact folder used for experiments this project creates in a local SQLite store."""
+    return (paths.main_checkout(root or paths.repo_root()) / "mlartifacts").as_uri()
+
+
+def git_commit(root: Path | None = None) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root or paths.repo_root(), capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def pipeline_id() -> str:
+    """Return an id shared by every stage of one pipeline run.
+
+    A flow sets CNNREPRO_PIPELINE_ID. Under a plain `dvc repro`, every stage is a child of the same `dvc`
+    process, so that process's pid and start time identify the run.
+    """
+    if os.environ.get(PIPELINE_ID_ENV):
+        return os.environ[PIPELINE_ID_ENV]
+    try:
+        import psutil
+
+        for parent in psutil.Process().parents():
+            cmdline = parent.cmdline()
+            if any(Path(part).name in ("dvc", "dvc.exe") for part in cmdline[:2]) or "dvc" in cmdline[1:2]:
+                return f"dvc-{socket.gethostname()}-{parent.pid}-{int(parent.create_time())}"
+    except Exception as err:  # psutil can fail on restricted /proc; an unshared id is the fallback
+        log.debug("cannot inspect parent processes: %s", err)
+    return f"single-{uuid.uuid4().hex[:12]}"
+
+
+def _server_reachable(uri: str, timeout: float = 5.0) -> str | None:
+    """Return None when the tracking store answers, else the reason it does not."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    import requests
+
+    try:
+        response = requests.get(uri.rstrip("/") + "/health", timeout=timeout)
+    except requests.RequestException as err:
+        return f"{type(err).__name__}: {err}"
+    if response.status_code >= 400:
+        return f"HTTP {response.status_code} from {uri}/health"
+    return None
+
+
+def _clip(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= MAX_PARAM_CHARS else text[: MAX_PARAM_CHARS - 3] + "..."
+
+
+class StageRun:
+    """Record of one stage run. Every method is safe to call when MLflow is down: it spools instead."""
+
+    def __init__(
+        self,
+        stage: str,
+        *,
+        profile: str | None = None,
+        experiment: str = "cnnrepro",
+        tags: Mapping[str, Any] | None = None,
+        root: Path | None = None,
+        enabled: bool = True,
+    ) -> None:
+        self.stage = stage
+        self.root = root or paths.repo_root()
+        self.experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME", experiment)
+        self.enabled = enabled
+        self.uri = tracking_uri(self.root)
+        self.run_id: str | None = None
+        self.spool: Spool | None = None
+        self.failure: str | None = None
+        self.tags = {
+            f"{TAG_PREFIX}stage": stage,
+            f"{TAG_PREFIX}pipeline_id": pipeline_id(),
+            f"{TAG_PREFIX}host": socket.gethostname(),
+            "mlflow.runName": stage,
+            "mlflow.source.type": "JOB",
+        }
+        if profile:
+            self.tags[f"{TAG_PREFIX}profile"] = profile
+        commit = git_commit(self.root)
+        if commit:
+            self.tags["mlflow.source.git.commit"] = commit
+        self.tags.update({key: str(value) for key, value in (tags or {}).items()})
+        self.parent_run_id = os.environ.get(PARENT_RUN_ENV) or None
+
+    # -- connection --------------------------------------------------------------------------------------
+
+    def _client(self):
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(tracking_uri=self.uri)
+
+    def _experiment_id(self, client) -> str:
+        found = client.get_experiment_by_name(self.experiment)
+        if found is not None:
+            return found.experiment_id
+        location = artifact_root(self.root) if self.uri.startswith("sqlite:") else None
+        try:
+            return client.create_experiment(self.experiment, artifact_location=location)
+        except Exception:
+            # Another stage process created it in the meantime.
+            found = client.get_experiment_by_name(self.experiment)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    def check_required(self) -> None:
+        """Raise TrackingError when the tracking server does not answer; used before any work."""
+        reason = _server_reachable(self.uri)
+        if reason is None:
+            try:
+                self._experiment_id(self._client())
+            except Exception as err:
+                reason = f"{type(err).__name__}: {err}"
+        if reason is not None:
+            raise TrackingError(
+                f"MLflow tracking server {self.uri} is required (tracking.required: true) but failed: {reason}. "
+                f"Start the server, fix MLFLOW_TRACKING_URI, or set tracking.required to false."
+            )
+
+    def start(self) -> None:
+        if not self.enabled:
+            return
+        tags = dict(self.tags)
+        if self.parent_run_id:
+            tags["mlflow.parentRunId"] = self.parent_run_id
+        try:
+            reason = _server_reachable(self.uri)
+            if reason is not None:
+                raise ConnectionError(reason)
+            client = self._client()
+            run = client.create_run(self._experiment_id(client), run_name=self.stage, tags=tags)
+            self.run_id = run.info.run_id
+        except Exception as err:
+            self._go_offline(err, start={"experiment": self.experiment, "tags": tags, "run_name": self.stage})
+
+    def _go_offline(self, err: BaseException, start: dict[str, Any] | None = None) -> None:
+        if self.spool is None:
+            self.failure = f"{type(err).__name__}: {err}"
+            log.warning(
+                "MLflow tracking at %s failed (%s); the stage goes on and keeps its records for "
+                "`cnnrepro tracking sync`",
+                self.uri,
+                self.failure,
+            )
+            self.spool = Spool.create(paths.state_dir(self.root), self.stage, self.uri)
+            if self.run_id is not None:
+                self.spool.append({"op": "resume", "run_id": self.run_id})
+            else:
+                self.spool.append({"op": "start", **(start or {"experiment": self.experiment, "tags": self.tags})})
+
+    def _call(self, op: dict[str, Any], action) -> Any:
+        """Run `action(client)` against MLflow, or spool `op` once MLflow has failed."""
+        if not self.enabled:
+            return None
+        if self.spool is None and self.run_id is not None:
+            try:
+                return action(self._client())
+            except Exception as err:
+                self._go_offline(err)
+        assert self.spool is not None
+        self.spool.append(op)
+        return None
+
+    # -- records -----------------------------------------------------------------------------------------
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        flat = {key: _clip(value) for key, value in params.items()}
+        if not flat:
+            return
+        from mlflow.entities import Param
+
+        batch = [Param(key, value) for key, value in flat.items()]
+        self._call(
+            {"op": "params", "params": flat},
+            lambda client: [client.log_batch(self.run_id, params=batch[i : i + 100]) for i in range(0, len(batch), 100)],
+        )
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        values = {key: str(value) for key, value in tags.items()}
+        self._call(
+            {"op": "tags", "tags": values},
+            lambda client: client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in values.items()]),
+        )
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        stamp = int(time.time() * 1000)
+        values = {key: float(value) for key, value in metrics.items() if value is not None}
+        batch = [Metric(key, value, stamp, step or 0) for key, value in values.items()]
+        self._call(
+            {"op": "metrics", "metrics": values, "step": step or 0, "timestamp": stamp},
+            lambda client: client.log_batch(self.run_id, metrics=batch),
+        )
+
+    def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"artifact {path} does not exist")
+
+        def send(client):
+            if path.is_dir():
+                client.log_artifacts(self.run_id, str(path), artifact_path)
+            else:
+                client.log_artifact(self.run_id, str(path), artifact_path)
+
+        if not self.enabled:
+            return
+        if self.spool is None and self.run_id is not None:
+            try:
+                send(self._client())
+                return
+            except Exception as err:
+                self._go_offline(err)
+        assert self.spool is not None
+        self.spool.add_artifact(path, artifact_path)
+
+    def log_model(self, model, name: str, registered_model_name: str | None = None, **kwargs) -> str | None:
+        """Log a PyTorch model as an MLflow LoggedModel; return its model URI, or None when spooled."""
+        if not self.enabled:
+            return None
+        import mlflow
+        import mlflow.pytorch
+
+        options = {"serialization_format": "pickle", "pip_requirements": _pip_requirements(), **kwargs}
+        if self.spool is None and self.run_id is not None:
+            try:
+                mlflow.set_tracking_uri(self.uri)
+                with _active_run(self.run_id):
+                    info = mlflow.pytorch.log_model(
+                        model, name=name, registered_model_name=registered_model_name, **options
+                    )
+                return info.model_uri
+            except Exception as err:
+                self._go_offline(err)
+        assert self.spool is not None
+        self.spool.add_model(model, name, registered_model_name, options)
+        return None
+
+    def end(self, status: str = "FINISHED") -> None:
+        if not self.enabled:
+            return
+        if self.spool is None and self.run_id is not None:
+            try:
+                self._client().set_terminated(self.run_id, status=status)
+                return
+            except Exception as err:
+                self._go_offline(err)
+        if self.spool is not None:
+            self.spool.append({"op": "end", "status": status})
+            log.warning(
+                "MLflow records of %s are saved in %s; log them with `cnnrepro tracking sync` once %s answers",
+                self.stage,
+                self.spool.folder,
+                self.uri,
+            )
+
+
+@contextlib.contextmanager
+def _active_run(run_id: str) -> Iterator[None]:
+    import mlflow
+
+    # An exported MLFLOW_RUN_ID would override the run we ask for.
+    saved = os.environ.pop("MLFLOW_RUN_ID", None)
+    try:
+        with mlflow.start_run(run_id=run_id):
+            yield
+    finally:
+        if saved is not None:
+            os.environ["MLFLOW_RUN_ID"] = saved
+
+
+def _pip_requirements() -> list[str]:
+    import torch
+    import torchvision
+
+    return [f"torch=={torch.__version__.split('+')[0]}", f"torchvision=={torchvision.__version__.split('+')[0]}"]
+
+
+@contextlib.contextmanager
+def stage_run(
+    stage: str,
+    *,
+    profile: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, Any] | None = None,
+    experiment: str = "cnnrepro",
+    required: bool = False,
+    enabled: bool = True,
+    root: Path | None = None,
+) -> Iterator[StageRun]:
+    """Open the MLflow run of one stage; mark it FAILED if the body raises, KILLED on Ctrl-C."""
+    run = StageRun(stage, profile=profile, experiment=experiment, tags=tags, root=root, enabled=enabled)
+    if enabled and required:
+        run.check_required()
+    run.start()
+    if params:
+        run.log_params(params)
+    try:
+        yield run
+    except KeyboardInterrupt:
+        run.end("KILLED")
+        raise
+    except BaseException:
+        run.end("FAILED")
+        raise
+    run.end("FINISHED")
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    if src.is_dir():
+        shutil.copytree(src, dst, dirs_exist_ok=True)
+    else:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)

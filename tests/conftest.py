@@ -1,0 +1,59 @@
+"""Shared fixtures. Tests read real data from ../shared/data (or CNNREPRO_TEST_DATA) and never the network."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_ENV = "CNNREPRO_TEST_DATA"
+
+# Subprocesses (dvc stages, torchrun workers) import this checkout's code, whatever else is installed.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(REPO / "src"), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+)
+os.environ.setdefault("CNNREPRO_LOG_LEVEL", "INFO")
+
+
+def _shared_data() -> Path:
+    path = Path(os.environ.get(DATA_ENV, REPO.parent / "shared" / "data")).resolve()
+    if not (path / "SHA256SUMS").is_file():
+        raise RuntimeError(
+            f"test data not found at {path}: set {DATA_ENV} to a folder laid out like shared/data "
+            f"(see README, 'Offline data')"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The read-only real data folder; copy anything a test changes into tmp_path first."""
+    return _shared_data()
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    """Fail any test that opens a socket to a non-loopback address."""
+    real_connect = socket.socket.connect
+
+    def guarded(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and host not in ("127.0.0.1", "localhost", "::1", "0.0.0.0") and self.family in (
+            socket.AF_INET,
+            socket.AF_INET6,
+        ):
+            raise RuntimeError(f"test tried to reach {address}; tests must stay on loopback")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture
+def mlflow_uri(tmp_path, monkeypatch) -> str:
+    """A fresh SQLite MLflow store for one test."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
