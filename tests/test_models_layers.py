@@ -15,7 +15,8 @@ def loop_reference(layer: LocallyConnected2d, x: torch.Tensor) -> torch.Tensor:
     columns = []
     for i in range(out_h):
         for j in range(out_w):
-            patch = x[:, :, i * s : i * s + k, j * s : j * s + k].reshape(x.shape[0], -1)  # N x C*k*k
+            patch = x[:, :, i * s : i * s + k, j * s : j * s + k]  # N x C x k x k
+            patch = patch.permute(0, 2, 3, 1).reshape(x.shape[0], -1)  # N x k*k*C, taps ordered (row, col, C)
             columns.append(patch @ layer.weight[i * out_w + j])  # N x out_channels
     out = torch.stack(columns, dim=2).view(x.shape[0], layer.out_channels, out_h, out_w)
     return out + layer.bias

@@ -52,9 +52,11 @@ class LocallyConnected2d(nn.Module):
         kernel_size: filter side length.
         stride: step between neighbouring positions.
 
-    The weight has shape (positions, in_channels * k * k, out_channels) and the bias
-    (out_channels, out_h, out_w). Forward: the input's patches become a (positions, N, in_channels * k * k)
-    tensor in one copy, and `torch.bmm` multiplies each position's patches by its own filter bank.
+    The weight has shape (positions, k * k * in_channels, out_channels), with position index
+    row * out_w + column and the filter taps ordered (kernel row, kernel column, input channel); the bias has
+    shape (out_channels, out_h, out_w). Forward: the input's patches become a (positions, N, k * k * C)
+    tensor in one copy, and `torch.bmm` multiplies each position's patches by its own filter bank. The
+    output is a strided view whose channels are contiguous per pixel, like channels_last.
     """
 
     def __init__(
@@ -97,8 +99,10 @@ class LocallyConnected2d(nn.Module):
             )
         k, s = self.kernel_size, self.stride
         out_h, out_w = self.output_size
-        patches = x.unfold(2, k, s).unfold(3, k, s)  # N x C x out_h x out_w x k x k (a view)
-        patches = patches.permute(2, 3, 0, 1, 4, 5).reshape(out_h * out_w, N, C * k * k)  # L x N x Ckk
+        # Patches are ordered (kh, kw, C) so that the copy below reads runs of k * C contiguous values from a
+        # channels_last input (and from this layer's own output, which is laid out that way).
+        patches = x.permute(0, 2, 3, 1).unfold(1, k, s).unfold(2, k, s)  # N x out_h x out_w x C x k x k (a view)
+        patches = patches.permute(1, 2, 0, 4, 5, 3).reshape(out_h * out_w, N, k * k * C)  # L x N x kkC
         out = torch.bmm(patches, self.weight)  # L x N x out_channels
         out = out.view(out_h, out_w, N, self.out_channels).permute(2, 3, 0, 1)  # N x out_channels x out_h x out_w
         return out + self.bias
