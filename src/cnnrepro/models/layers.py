@@ -4,6 +4,9 @@
   layer. This one gathers patches with `Tensor.unfold` and runs one batched matrix multiply over output
   positions, which `benchmarks/locally_connected.py` measures against a plain unfold-plus-einsum version.
 - `ScaledTanh`: LeNet-5's squashing function f(a) = A tanh(S a).
+- `LocalResponseNorm`: the same function as `nn.LocalResponseNorm`, computed with a banded 1x1 convolution,
+  which runs as one matrix multiply per pixel and is several times faster on CPU, most of all with
+  channels_last tensors.
 
 Every layer with weights has a `connections(output)` method that returns the number of input-to-output
 links per sample, counting one per bias (the count LeNet-5's paper uses); `cnnrepro.models.describe` reads it.
@@ -14,9 +17,10 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LocallyConnected2d", "ScaledTanh", "conv_output_size"]
+__all__ = ["LocalResponseNorm", "LocallyConnected2d", "ScaledTanh", "conv_output_size"]
 
 
 def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, ceil: bool = False) -> int:
@@ -39,6 +43,29 @@ class ScaledTanh(nn.Module):
 
     def extra_repr(self) -> str:
         return f"amplitude={self.amplitude}, slope={self.slope:.4f}"
+
+
+class LocalResponseNorm(nn.Module):
+    """Across-channel LRN: b_c = a_c / (k + alpha / size * sum of a_j^2 over `size` channels around c)^beta.
+
+    The arguments and the result equal `nn.LocalResponseNorm`'s (which also divides alpha by `size`). The
+    window sum is a 1x1 convolution of a^2 with a fixed banded C x C matrix, built for `channels` inputs.
+    """
+
+    def __init__(self, channels: int, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+        offsets = torch.arange(channels).view(1, -1) - torch.arange(channels).view(-1, 1)  # in - out
+        # nn.LocalResponseNorm's window around channel c runs from c - size // 2 to c + (size - 1) // 2.
+        band = (offsets >= -(size // 2)) & (offsets <= (size - 1) // 2)
+        self.register_buffer("band", (band.float() * (alpha / size)).view(channels, channels, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = F.conv2d(x * x, self.band.to(x.dtype)).add_(self.k)  # N x C x H x W
+        return x * scale.pow_(-self.beta)
+
+    def extra_repr(self) -> str:
+        return f"{self.band.shape[0]}, size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
 
 
 class LocallyConnected2d(nn.Module):
