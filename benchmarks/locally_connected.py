@@ -30,7 +30,7 @@ SHAPES = {
 class EinsumBaseline(torch.nn.Module):
     """The straightforward version: `F.unfold` to N x K x L, then one einsum with an L x K x O weight.
 
-    It holds the same filters as `layer`, reordered to `F.unfold`'s (C, kh, kw) tap order.
+    It contains the same filters as `layer`, reordered to `F.unfold`'s (C, kh, kw) tap order.
     """
 
     def __init__(self, layer: LocallyConnected2d):

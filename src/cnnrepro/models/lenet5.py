@@ -77,7 +77,7 @@ class PartialConv2d(nn.Module):
     """C3: a 5x5 convolution in which output map i reads only the input maps in `table[i]`.
 
     Only the connected kernels are parameters (1,500 weights and 16 biases for Table I), so the trainable
-    count matches the paper; forward scatters them into a dense, zero-elsewhere kernel.
+    count matches the paper. Forward scatters them into a dense kernel that is zero elsewhere.
     """
 
     def __init__(self, in_channels: int, table: tuple[tuple[int, ...], ...], kernel_size: int):
