@@ -101,9 +101,9 @@ class LocallyConnected2d(nn.Module):
         kernel_size: filter side length.
         stride: step between neighbouring positions.
 
-    The weight has shape (positions, k * k * in_channels, out_channels), with position index
-    row * out_w + column and the filter taps ordered (kernel row, kernel column, input channel); the bias has
-    shape (out_channels, out_h, out_w). Forward: the input's patches become a (positions, N, k * k * C)
+    The weight has shape (positions, k * k * in_channels, out_channels). Its position index is
+    row * out_w + column, and the filter taps are ordered (kernel row, kernel column, input channel). The bias
+    has shape (out_channels, out_h, out_w). Forward: the input's patches become a (positions, N, k * k * C)
     tensor in one copy, and `torch.bmm` multiplies each position's patches by its own filter bank. The
     output is a strided view whose channels are contiguous per pixel, like channels_last.
     """
@@ -144,7 +144,7 @@ class LocallyConnected2d(nn.Module):
         if (H, W) != self.input_size or C != self.in_channels:
             raise ValueError(
                 f"LocallyConnected2d expects input N x {self.in_channels} x {self.input_size[0]} x "
-                f"{self.input_size[1]}, got {tuple(x.shape)}"
+                f"{self.input_size[1]}, got {tuple(x.shape)}; build the layer for this input size"
             )
         k, s = self.kernel_size, self.stride
         out_h, out_w = self.output_size
