@@ -88,3 +88,15 @@ def test_non_zero_rank_logs_nothing(tmp_path, mlflow_uri):
 def test_pipeline_id_from_environment(monkeypatch):
     monkeypatch.setenv("CNNREPRO_PIPELINE_ID", "flow-123")
     assert tracking.pipeline_id() == "flow-123"
+
+
+def test_credentials_never_logged_or_spooled(tmp_path, monkeypatch, caplog):
+    secret = "s3cr3t-token"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://alice:{secret}@127.0.0.1:{_free_port()}")
+    with caplog.at_level("WARNING"), tracking.stage_run("report", root=tmp_path) as run:
+        run.log_metrics({"x": 1.0})
+    assert secret not in caplog.text, "a tracking password reached the log"
+    for path in (tmp_path / ".cnnrepro").rglob("*"):
+        if path.is_file():
+            assert secret not in path.read_text(errors="replace"), f"a tracking password reached {path}"
+    assert tracking.run.redact(f"http://alice:{secret}@host:5000/x") == "http://***@host:5000/x"

@@ -38,6 +38,19 @@ def tracking_uri(root: Path | None = None) -> str:
     return f"sqlite:///{checkout / 'mlflow.db'}"
 
 
+def redact(uri: str) -> str:
+    """Return `uri` with any user name and password replaced by ***, for logs and messages."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+
+
 def artifact_root(root: Path | None = None) -> str:
     """Return the artifact folder used for experiments this project creates in a local SQLite store."""
     return (paths.main_checkout(root or paths.repo_root()) / "mlartifacts").as_uri()
@@ -82,9 +95,9 @@ def _server_reachable(uri: str, timeout: float = 5.0) -> str | None:
     try:
         response = requests.get(uri.rstrip("/") + "/health", timeout=timeout)
     except requests.RequestException as err:
-        return f"{type(err).__name__}: {err}"
+        return f"{type(err).__name__}: {redact(str(err))}"
     if response.status_code >= 400:
-        return f"HTTP {response.status_code} from {uri}/health"
+        return f"HTTP {response.status_code} from {redact(uri)}/health"
     return None
 
 
@@ -160,7 +173,7 @@ class StageRun:
                 reason = f"{type(err).__name__}: {err}"
         if reason is not None:
             raise TrackingError(
-                f"MLflow tracking server {self.uri} is required (tracking.required: true) but failed: {reason}. "
+                f"MLflow tracking server {redact(self.uri)} is required (tracking.required: true) but failed: {reason}. "
                 f"Start the server, fix MLFLOW_TRACKING_URI, or set tracking.required to false."
             )
 
@@ -182,11 +195,11 @@ class StageRun:
 
     def _go_offline(self, err: BaseException, start: dict[str, Any] | None = None) -> None:
         if self.spool is None:
-            self.failure = f"{type(err).__name__}: {err}"
+            self.failure = f"{type(err).__name__}: {redact(str(err))}"
             log.warning(
                 "MLflow tracking at %s failed (%s); the stage goes on and keeps its records for "
                 "`cnnrepro tracking sync`",
-                self.uri,
+                redact(self.uri),
                 self.failure,
             )
             self.spool = Spool.create(paths.state_dir(self.root), self.stage, self.uri)
@@ -301,7 +314,7 @@ class StageRun:
                 "MLflow records of %s are saved in %s; log them with `cnnrepro tracking sync` once %s answers",
                 self.stage,
                 self.spool.folder,
-                self.uri,
+                redact(self.uri),
             )
 
 
