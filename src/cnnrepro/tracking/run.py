@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -87,7 +86,7 @@ def pipeline_id() -> str:
 
 
 def _server_reachable(uri: str, timeout: float = 5.0) -> str | None:
-    """Return None when the tracking store answers, else the reason it does not."""
+    """Return None when the tracking server responds, else the reason it does not."""
     if not uri.startswith(("http://", "https://")):
         return None
     import requests
@@ -164,7 +163,7 @@ class StageRun:
             return found.experiment_id
 
     def check_required(self) -> None:
-        """Raise TrackingError when the tracking server does not answer; used before any work."""
+        """Raise TrackingError when the tracking server does not respond. Stages call it before any work."""
         reason = _server_reachable(self.uri)
         if reason is None:
             try:
@@ -311,7 +310,7 @@ class StageRun:
         if self.spool is not None:
             self.spool.append({"op": "end", "status": status})
             log.warning(
-                "MLflow records of %s are saved in %s; log them with `cnnrepro tracking sync` once %s answers",
+                "MLflow records of %s are saved in %s; log them with `cnnrepro tracking sync` once %s responds",
                 self.stage,
                 self.spool.folder,
                 redact(self.uri),
@@ -322,7 +321,7 @@ class StageRun:
 def _active_run(run_id: str) -> Iterator[None]:
     import mlflow
 
-    # An exported MLFLOW_RUN_ID would override the run we ask for.
+    # An exported MLFLOW_RUN_ID would override the requested run.
     saved = os.environ.pop("MLFLOW_RUN_ID", None)
     try:
         with mlflow.start_run(run_id=run_id):
@@ -368,10 +367,3 @@ def stage_run(
         raise
     run.end("FINISHED")
 
-
-def copy_tree(src: Path, dst: Path) -> None:
-    if src.is_dir():
-        shutil.copytree(src, dst, dirs_exist_ok=True)
-    else:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, dst)
