@@ -7,7 +7,6 @@ one by one, so a truncated archive raises InputError while it is being read.
 
 from __future__ import annotations
 
-import logging
 import shutil
 import tarfile
 import zipfile
@@ -17,8 +16,6 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from cnnrepro.errors import InputError
-
-log = logging.getLogger(__name__)
 
 
 def _safe_relative(name: str, archive: Path) -> PurePosixPath | None:
@@ -129,18 +126,3 @@ def extract(archive: Path, target: Path, *, strip: int = 0) -> int:
     if zipfile.is_zipfile(archive):
         return _extract_zip(archive, target, strip)
     return _extract_tar(archive, target, strip)
-
-
-def top_level_names(archive: Path) -> set[str]:
-    """Return the first path components of the members of a tar or zip archive."""
-    names: list[str]
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as bundle:
-            names = bundle.namelist()
-    else:
-        try:
-            with tarfile.open(archive, "r:*") as tar:
-                names = tar.getnames()
-        except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
-            raise InputError(f"{archive} is not a readable tar or zip archive ({err})") from None
-    return {PurePosixPath(name.replace("\\", "/")).parts[0] for name in names if name.strip("/.")}

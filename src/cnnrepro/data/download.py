@@ -115,24 +115,44 @@ def _lfw_protocol(out: Path, fetcher: Fetcher) -> dict[str, str]:
     return known
 
 
-def lfw_images(images: Path, variant: str, fetcher: Fetcher) -> tuple[dict[str, str], str, bool]:
-    """Write LFW's images as `images/<Name>/<Name>_NNNN.jpg`.
+def _extract_people(archive: Path, images: Path, people: set[str] | None) -> None:
+    """Extract an LFW archive into `images`, keeping only the folders of `people` when it is given."""
+    if people is None:
+        archives.extract(archive, images, strip=1)
+        return
+    staging = images.parent / f".{images.name}.extract"
+    archives.extract(archive, staging, strip=1)
+    images.mkdir(parents=True, exist_ok=True)
+    for name in people:
+        if (staging / name).is_dir():
+            (staging / name).rename(images / name)
+    shutil.rmtree(staging)
+
+
+def lfw_images(
+    images: Path, variant: str, fetcher: Fetcher, people: set[str] | None = None
+) -> tuple[dict[str, str], str, bool]:
+    """Write LFW's images as `images/<Name>/<Name>_NNNN.jpg`, only those of `people` when it is given.
 
     Returns the sums already computed, where the images came from, and whether every image was verified on the
     way (by the archive's MD5 or by the mirror's SHA256SUMS).
     """
     root_name = sources.LFW_ARCHIVE_ROOT[variant]
     remote = sources.LFW_ARCHIVES[variant]
+
+    def accept(name: str) -> bool:
+        return _is_jpeg(name) and (people is None or name.rsplit("_", 1)[0] in people)
+
     if fetcher.mirror:
         folder = f"lfw/{root_name}"
         archive = fetcher.mirror.path(f"lfw/{remote.name}")
         if fetcher.mirror.path(folder).is_dir():
-            sums = fetcher.mirror.copy_tree(folder, images, accept=_is_jpeg, label=f"link {root_name}")
+            sums = fetcher.mirror.copy_tree(folder, images, accept=accept, label=f"link {root_name}")
             listed = all(f"{folder}/{relative}" in fetcher.mirror.sums for relative in sums)
             return sums, f"mirror folder {fetcher.mirror.path(folder)}", listed
         if archive.is_file():
             verify(archive, remote, delete=False)
-            archives.extract(archive, images, strip=1)
+            _extract_people(archive, images, people)
             return {}, f"mirror archive {archive}", True
         other = "original" if variant == "deepfunneled" else "deepfunneled"
         raise InputError(
@@ -140,7 +160,7 @@ def lfw_images(images: Path, variant: str, fetcher: Fetcher) -> tuple[dict[str, 
             f"the archive {archive}. Add one of them, or set download.lfw.images to {other}"
         )
     archive = fetcher.download(remote)
-    archives.extract(archive, images, strip=1)
+    _extract_people(archive, images, people)
     return {}, f"archive {remote.name}", True
 
 
@@ -315,34 +335,46 @@ def _identity_root(folder: Path) -> Path:
 
 
 def _faces_lfw_train_folds(out: Path, section: Any, fetcher: Fetcher) -> tuple[dict[str, str], dict[str, Any]]:
-    """Copy the LFW people of every people.txt set except `test_fold`, with at least `min_images` images.
+    """Write the deep-funneled LFW images of the people of every people.txt set except `test_fold`.
 
-    The sets of people.txt are the people of the folds of pairs.txt, so a model trained here and tested on
-    fold `test_fold` of pairs.txt never saw a test identity.
+    The sets of people.txt are the people of the folds of pairs.txt, so a model trained on this set and tested
+    on fold `test_fold` of pairs.txt never saw a test identity. People with fewer than `min_images` images are
+    left out.
     """
-    staging = out / ".lfw"
+    staging = out / ".lfw-protocol"
     staging.mkdir()
     _lfw_protocol(staging, fetcher)
     sets = lfw.read_people(staging / "people.txt")
-    if not 0 <= section.test_fold < len(sets):
-        raise InputError(f"download.faces.test_fold = {section.test_fold} is invalid: people.txt has {len(sets)} "
-                         f"sets, so use 0..{len(sets) - 1}")
-    sums, _, verified = lfw_images(staging / "images", "deepfunneled", fetcher)
-    sums = _check_lfw_content(staging / "images", sums, "deepfunneled", verified)
-    chosen = [(name, count) for index, people in enumerate(sets) if index != section.test_fold
-              for name, count in people if count >= section.min_images]
-    known = {}
-    for name, _ in chosen:
-        (staging / "images" / name).rename(out / name)
-        for image in (out / name).iterdir():
-            relative = f"{name}/{image.name}"
-            if relative in sums:
-                known[relative] = sums[relative]
     shutil.rmtree(staging)
-    info = {"test_fold": section.test_fold, "min_images": section.min_images, "identities": len(chosen),
-            "note": f"people of people.txt sets other than {section.test_fold}; evaluate on pairs.txt fold "
-                    f"{section.test_fold} only"}
-    return known, info
+    if not 0 <= section.test_fold < len(sets):
+        raise InputError(
+            f"download.faces.test_fold = {section.test_fold} is invalid: people.txt has {len(sets)} sets, "
+            f"so use 0..{len(sets) - 1}"
+        )
+    chosen = {
+        name
+        for index, people in enumerate(sets)
+        if index != section.test_fold
+        for name, count in people
+        if count >= section.min_images
+    }
+    sums, origin, verified = lfw_images(out, "deepfunneled", fetcher, people=chosen)
+    if not verified:
+        raise InputError(
+            f"the LFW images in {origin} cannot be verified: the mirror has no SHA256SUMS entries for them. "
+            f"Add SHA256SUMS to the mirror, or use source orl"
+        )
+    found = {p.name for p in out.iterdir() if p.is_dir()}
+    if found != chosen:
+        raise InputError(f"{len(chosen - found)} LFW people of people.txt have no images, e.g. {sorted(chosen - found)[:3]}")
+    info = {
+        "origin": origin,
+        "test_fold": section.test_fold,
+        "min_images": section.min_images,
+        "note": f"LFW people of people.txt sets other than {section.test_fold}; test a model trained on them on "
+        f"fold {section.test_fold} of pairs.txt only",
+    }
+    return sums, info
 
 
 def _faces_folder(out: Path, section: Any) -> tuple[dict[str, str], dict[str, Any]]:
@@ -358,7 +390,9 @@ def _faces_folder(out: Path, section: Any) -> tuple[dict[str, str], dict[str, An
         files = [p for p in sorted(root.rglob("*")) if p.is_file() and identity.is_image_name(p.name)
                  and len(p.relative_to(root).parts) >= 2]
         for path in files:
-            link_or_copy(path, out / path.relative_to(root))
+            destination = out / path.relative_to(root)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            link_or_copy(path, destination)
     else:
         info["archive_sha256"] = manifest.sha256_file(source)
         staging = out / ".extract"

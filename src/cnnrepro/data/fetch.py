@@ -15,7 +15,6 @@ import os
 import shutil
 import time
 import zlib
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,8 @@ from cnnrepro.errors import InputError
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
+# Bytes per network read: small enough that a dropped connection loses little of what already arrived.
+NETWORK_CHUNK = 1 << 16
 PART_SUFFIX = ".part"
 
 
@@ -116,7 +117,7 @@ def _fetch_once(url: str, part: Path, timeout: float, session: requests.Session,
         with open(part, mode) as handle, tqdm(
             total=total, initial=offset, unit="B", unit_scale=True, desc=label, leave=False, disable=None
         ) as bar:
-            for block in response.iter_content(CHUNK):
+            for block in response.iter_content(NETWORK_CHUNK):
                 handle.write(block)
                 bar.update(len(block))
         if total is not None and part.stat().st_size < total:
@@ -179,18 +180,11 @@ def download(
 
 
 def link_or_copy(source: Path, target: Path) -> None:
-    """Hard-link `source` to `target`, or copy it when the two are on different file systems."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    """Hard-link `source` to `target`, or copy it when the two are on different file systems.
+
+    The parent folder of `target` must exist.
+    """
     try:
         os.link(source, target)
     except OSError:
         shutil.copy2(source, target)
-
-
-def copy_files(pairs: Iterable[tuple[Path, Path]], label: str, total: int | None = None) -> int:
-    """Link or copy each (source, target) pair with a progress bar; return how many were copied."""
-    count = 0
-    for source, target in tqdm(pairs, total=total, desc=label, unit="file", leave=False, disable=None):
-        link_or_copy(source, target)
-        count += 1
-    return count

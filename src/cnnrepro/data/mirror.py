@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,7 +83,7 @@ class Mirror:
         return actual
 
     def copy_tree(
-        self, relative: str, target: Path, *, accept: callable = lambda name: True, label: str = "copy"
+        self, relative: str, target: Path, *, accept: Callable[[str], bool] = lambda name: True, label: str = "copy"
     ) -> dict[str, str]:
         """Verify and link every accepted file under mirror/`relative` into `target`, keeping relative paths.
 
@@ -95,20 +95,16 @@ class Mirror:
             raise InputError(f"{source_root} not found in the mirror {self.root}")
         files = sorted(p for p in source_root.rglob("*") if p.is_file() and accept(p.name))
         copied: dict[str, str] = {}
+        made: set[Path] = set()
         for source in tqdm(files, desc=label, unit="file", leave=False, disable=None):
             inner = source.relative_to(source_root).as_posix()
             digest = self.verify(f"{relative}/{inner}") or sha256_file(source)
-            link_or_copy(source, target / inner)
+            destination = target / inner
+            if destination.parent not in made:
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                made.add(destination.parent)
+            link_or_copy(source, destination)
             copied[inner] = digest
         return copied
 
 
-def copy_verified(mirror: Mirror, relative: str, target: Path) -> str:
-    """Verify one mirror file and link it to `target`; return its sha256."""
-    digest = mirror.verify(relative) or sha256_file(mirror.path(relative))
-    link_or_copy(mirror.path(relative), target)
-    return digest
-
-
-def listed(mirror: Mirror, names: Iterable[str]) -> list[str]:
-    return [name for name in names if name in mirror.sums]
