@@ -5,8 +5,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.server
+import io
 import shutil
 import socket
+import tarfile
 import threading
 import zipfile
 from pathlib import Path
@@ -231,3 +233,25 @@ def test_prepare_orl_online_altered(shared_data, server, tmp_path, monkeypatch):
     out.mkdir()
     with pytest.raises(InputError, match="ORL images differ"):
         download.prepare_faces(out, SimpleNamespace(source="orl"), download.Fetcher(cache=tmp_path / "c"))
+
+
+def test_prepare_imagenette_online(shared_data, server, tmp_path, monkeypatch):
+    """An imagenette2-style archive (one wrapper folder) over HTTP, metadata from the archives folder."""
+    archive = server.root / "imagenette2.tgz"
+    nette = shared_data / "imagenette"
+    with tarfile.open(archive, "w:gz") as tar:
+        for part in ("train", "val"):
+            tar.add(nette / part / "n01440764", arcname=f"imagenette2/{part}/n01440764")
+        info = tarfile.TarInfo("imagenette2/noisy_imagenette.csv")
+        info.size = 4
+        tar.addfile(info, io.BytesIO(b"a,b\n"))
+    remote = RemoteFile("imagenette2.tgz", (f"{server.url}/imagenette2.tgz",), md5=_md5(archive))
+    monkeypatch.setattr(sources, "IMAGENETTE_ARCHIVE", remote)
+    out = tmp_path / "imagenet"
+    out.mkdir()
+    section = SimpleNamespace(source="imagenette", archives=str(shared_data / "imagenet-meta"))
+    prepared = download.prepare_imagenet(out, section, download.Fetcher(cache=tmp_path / "cache", retries=0))
+    expected_eval = sum(1 for p in nette.rglob("n01440764/ILSVRC2012_val_*"))
+    assert prepared.info["eval_images"] == expected_eval, prepared.info
+    assert prepared.info["classes"] == 1, prepared.info
+    assert not (out / "noisy_imagenette.csv").exists(), "loose files of the archive are dropped"
