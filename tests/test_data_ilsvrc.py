@@ -29,7 +29,8 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def _meta_mat(shared_data: Path) -> bytes:
-    words = dict(line.split(" ", 1) for line in (shared_data / "imagenet-meta" / "LOC_synset_mapping.txt").read_text().splitlines())
+    mapping = (shared_data / "imagenet-meta" / "LOC_synset_mapping.txt").read_text()
+    words = dict(line.split(" ", 1) for line in mapping.splitlines())
     rows = []
     for line in (shared_data / "imagenet-meta" / "map_clsloc.txt").read_text().splitlines():
         wnid, devkit_id, _ = line.split()
@@ -62,7 +63,9 @@ def ilsvrc_archives(shared_data, tmp_path, monkeypatch):
         ground_truth = (shared_data / "imagenet-meta" / imagenet.GROUND_TRUTH).read_bytes()
         _add_bytes(tar, "ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt", ground_truth)
         _add_bytes(tar, "ILSVRC2012_devkit_t12/data/meta.mat", _meta_mat(shared_data))
-    sums = {name: hashlib.md5((folder / name).read_bytes()).hexdigest() for name in sources.ILSVRC2012_ARCHIVES.values()}
+    sums = {
+        name: hashlib.md5((folder / name).read_bytes()).hexdigest() for name in sources.ILSVRC2012_ARCHIVES.values()
+    }
     monkeypatch.setattr(sources, "ILSVRC2012_MD5", sums)
     return SimpleNamespace(folder=folder, val_images=val_images)
 

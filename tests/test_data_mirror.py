@@ -68,9 +68,8 @@ def test_mirror_lfw_full_set(mirror, shared_data, tmp_path):
     for name in download.PROTOCOL_FILES:
         assert (out / name).read_bytes() == (shared_data / "lfw" / name).read_bytes(), f"{name} copied"
     sample = out / "images" / lfw.image_relpath("Zico", 1)
-    assert sample.stat().st_ino == (shared_data / "lfw" / "lfw-deepfunneled" / "Zico" / "Zico_0001.jpg").stat().st_ino, (
-        "images are hard links into the mirror"
-    )
+    original = shared_data / "lfw" / "lfw-deepfunneled" / "Zico" / "Zico_0001.jpg"
+    assert sample.stat().st_ino == original.stat().st_ino, "images are hard links into the mirror"
     assert len(prepared.known) == sources.LFW_IMAGE_COUNT + len(download.PROTOCOL_FILES), "all sums reused"
 
 
@@ -139,4 +138,5 @@ def test_mirror_without_sums_subset_rejected(shared_data, tmp_path):
         os.link(shared_data / "lfw" / name, copy / name)
     shutil.copytree(shared_data / "lfw" / "lfw-deepfunneled" / "Zico", copy / "lfw-deepfunneled" / "Zico")
     with pytest.raises(InputError, match="differ from the official set"):
-        _run("lfw", SimpleNamespace(images="deepfunneled"), _fetcher(Mirror.open(tmp_path / "mirror"), tmp_path), tmp_path)
+        fetcher = _fetcher(Mirror.open(tmp_path / "mirror"), tmp_path)
+        _run("lfw", SimpleNamespace(images="deepfunneled"), fetcher, tmp_path)

@@ -28,7 +28,7 @@ DATASETS = ("mnist", "lfw", "imagenet", "faces")
 
 @dataclass
 class Fetcher:
-    """Where files come from: a local mirror when one is set, otherwise the network through the cache."""
+    """Source of files: a local mirror when one is set, otherwise the network through the download cache."""
 
     cache: Path
     mirror: Mirror | None = None
@@ -41,7 +41,7 @@ class Fetcher:
 
 @dataclass
 class Prepared:
-    """What a prepare function reports: verified sums by relative path, and manifest fields."""
+    """Result of a prepare function: sha256 sums already verified, by relative path, and manifest fields."""
 
     known: dict[str, str] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
@@ -56,12 +56,12 @@ def _prefixed(sums: dict[str, str], prefix: str) -> dict[str, str]:
 
 def prepare_mnist(out: Path, section: Any, fetcher: Fetcher) -> Prepared:
     """Write the MNIST `.gz` files; the training files only when `include_train` and available."""
-    wanted = list(sources.MNIST_FILES)
+    requested = list(sources.MNIST_FILES)
     if not section.include_train:
-        wanted = [name for name in wanted if name not in sources.MNIST_TRAIN_FILES]
+        requested = [name for name in requested if name not in sources.MNIST_TRAIN_FILES]
     result = Prepared(info={"source": "mirror" if fetcher.mirror else "download"})
     missing = []
-    for name in wanted:
+    for name in requested:
         remote = sources.mnist_remote(name)
         if fetcher.mirror:
             relative = f"mnist/{name}"
@@ -366,7 +366,8 @@ def _faces_lfw_train_folds(out: Path, section: Any, fetcher: Fetcher) -> tuple[d
         )
     found = {p.name for p in out.iterdir() if p.is_dir()}
     if found != chosen:
-        raise InputError(f"{len(chosen - found)} LFW people of people.txt have no images, e.g. {sorted(chosen - found)[:3]}")
+        missing = sorted(chosen - found)
+        raise InputError(f"{len(missing)} LFW people of people.txt have no images, for example {missing[:3]}")
     info = {
         "origin": origin,
         "test_fold": section.test_fold,

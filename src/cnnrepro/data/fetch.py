@@ -1,9 +1,9 @@
-"""Verified, resumable downloads with mirror fallback, and verified local copies.
+"""Verified, resumable downloads with mirror fallback.
 
-`download` tries each URL of a `RemoteFile` in turn. Bytes go to `<cache>/<name>.part`; an interrupted transfer
-resumes from the end of that file with an HTTP Range request, and only a file whose checksums match is renamed
-to `<cache>/<name>`. torchvision's `download_url` neither resumes nor falls back on a checksum mismatch, which is
-why this module does not use it.
+`download` tries each URL of a `RemoteFile` in turn and writes the bytes to `<cache>/<name>.part`. An
+interrupted transfer resumes from the end of that file with an HTTP Range request. Only a file whose checksums
+match is renamed to `<cache>/<name>`. torchvision's `download_url` (0.29) neither resumes nor tries another URL
+after a checksum mismatch, so this module does not use it.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def _fetch_once(url: str, part: Path, timeout: float, session: requests.Session,
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     with session.get(url, headers=headers, stream=True, timeout=timeout, allow_redirects=True) as response:
         if offset and response.status_code == 416:
-            # The part file already holds every byte; the checksum decides whether it is right.
+            # The part file already contains every byte; the checksum decides whether it is right.
             return
         response.raise_for_status()
         if offset and response.status_code != 206:
@@ -132,10 +132,11 @@ def download(
     retries: int = 3,
     session: requests.Session | None = None,
 ) -> Path:
-    """Return `<cache>/<name>`, verified, downloading it first when it is not there yet.
+    """Download `remote` into `cache` unless a verified copy is there; return the path of the verified file.
 
-    Each URL is tried up to `retries + 1` times on network errors, resuming the partial file; an HTTP error
-    status or a checksum mismatch moves on to the next URL. Raises InputError listing every URL's failure.
+    Each URL is tried up to `retries + 1` times on network errors, and every retry resumes the partial file.
+    An HTTP error status or a checksum mismatch moves on to the next URL. Raises InputError listing every
+    URL's failure.
     """
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,7 @@ def _read_devkit_member(tar: tarfile.TarFile, suffix: str, devkit: Path) -> byte
             handle = tar.extractfile(member)
             assert handle is not None
             return handle.read()
-    raise InputError(f"{devkit} holds no {suffix}: it is not the ILSVRC2012 devkit")
+    raise InputError(f"{devkit} contains no {suffix}: it is not the ILSVRC2012 devkit")
 
 
 def meta_from_devkit(devkit: Path, meta: Path) -> None:
@@ -61,7 +61,9 @@ def meta_from_devkit(devkit: Path, meta: Path) -> None:
         raise InputError(f"{devkit}: meta.mat does not list the 1000 classes with ids 1..1000")
     meta.mkdir(parents=True, exist_ok=True)
     (meta / imagenet.GROUND_TRUTH).write_bytes(ground_truth)
-    clsloc = [f"{wnid} {devkit_id} {words.split(',')[0].strip().replace(' ', '_')}" for devkit_id, wnid, words in leaves]
+    clsloc = [
+        f"{wnid} {devkit_id} {words.split(',')[0].strip().replace(' ', '_')}" for devkit_id, wnid, words in leaves
+    ]
     (meta / imagenet.MAP_CLSLOC).write_text("\n".join(clsloc) + "\n")
     mapping = sorted(f"{wnid} {words}" for _, wnid, words in leaves)
     (meta / imagenet.SYNSET_MAPPING).write_text("\n".join(mapping) + "\n")

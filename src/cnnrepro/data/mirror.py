@@ -2,8 +2,8 @@
 
 Layout: `mnist/*.gz`, `lfw/` (protocol files and `lfw-deepfunneled/` or `lfw/` image folders, or the
 `.tgz` archives), `imagenette/{train,val}/`, `imagenet-meta/`, `orl-faces/orl_faces/`. A `SHA256SUMS` file at
-the top (`sha256  ./relative/path` per line, as `sha256sum` writes it) makes every file it lists verified before
-it is linked; files it does not list rely on the checks of the dataset that uses them.
+the top (`sha256  ./relative/path` per line, as `sha256sum` writes it) lists checksums. Every file it lists is
+verified before it is linked. Files it does not list rely on the checks of the dataset that uses them.
 """
 
 from __future__ import annotations
@@ -95,14 +95,14 @@ class Mirror:
             raise InputError(f"{source_root} not found in the mirror {self.root}")
         files = sorted(p for p in source_root.rglob("*") if p.is_file() and accept(p.name))
         copied: dict[str, str] = {}
-        made: set[Path] = set()
+        created_folders: set[Path] = set()
         for source in tqdm(files, desc=label, unit="file", leave=False, disable=None):
             inner = source.relative_to(source_root).as_posix()
             digest = self.verify(f"{relative}/{inner}") or sha256_file(source)
             destination = target / inner
-            if destination.parent not in made:
+            if destination.parent not in created_folders:
                 destination.parent.mkdir(parents=True, exist_ok=True)
-                made.add(destination.parent)
+                created_folders.add(destination.parent)
             link_or_copy(source, destination)
             copied[inner] = digest
         return copied

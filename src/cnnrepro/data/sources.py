@@ -1,11 +1,11 @@
-"""Where each dataset comes from, and the checksums that identify the official files.
+"""Download sources of each dataset, and the checksums that identify the official files.
 
-Checksums come from the projects that publish or mirror the data: the MNIST `.gz` MD5s and LFW MD5s are
-torchvision's (`torchvision/datasets/mnist.py`, `lfw.py`, 0.29), the figshare SHA256s of `lfw.tgz` and the pairs
-files are scikit-learn's (`sklearn/datasets/_lfw.py`), the Imagenette MD5 is torchvision's
-(`torchvision/datasets/imagenette.py`). `content digest` constants are `manifest.combined_digest` over the
-SHA256 of every image of a set, keyed by its path in the written layout; they identify an extracted set without
-shipping 13,233 sums.
+The MNIST, Imagenette and ILSVRC2012 MD5s are the ones torchvision 0.29 checks (`torchvision/datasets/mnist.py`,
+`imagenette.py`, `imagenet.py`). The LFW MD5s are those of torchvision's `lfw.py`. The SHA256 of the figshare
+copy of `lfw.tgz` is the one scikit-learn's `fetch_lfw_people` checks.
+
+The `*_CONTENT_DIGEST` constants are `manifest.combined_digest` over the SHA256 of every image of a set, keyed by
+its path in the written layout. One constant identifies an extracted set of 13,233 images without listing them.
 """
 
 from __future__ import annotations
