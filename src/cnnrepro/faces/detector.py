@@ -5,9 +5,11 @@ PNet, NMS 0.5 per scale and 0.7 per image, RNet on 24x24 crops, ONet on 48x48 cr
 final 'Min' NMS at 0.7. This module runs that cascade on a whole batch of equal-size images and differs from
 facenet-pytorch's `detect_face` where it matters for speed and correctness:
 
-- the R/O-net crops are cut and resized for all boxes of the batch in one `roi_align` call (adaptive sampling,
-  which averages like the 'area' resize facenet-pytorch applies crop by crop);
-- the nets run in channels-last layout and in sub-batches of `chunk` crops, which is faster on CPUs;
+- the R/O-net crops are cut and resized for all boxes of the batch in one `roi_align` call, averaging 2 x 2
+  bilinear samples per output pixel where facenet-pytorch applies an 'area' resize crop by crop. On 96 LFW
+  images the top face's landmarks then differ from facenet-pytorch's by a median of 1 pixel;
+- the nets run in channels-last layout, which is faster on CPUs, and on fixed shapes, so that an image's
+  result is bitwise the same whatever batch it came in;
 - degenerate boxes are removed together with their scores (facenet-pytorch drops only the crop);
 - an image without faces yields empty arrays, never None, so a batch mixing faces and no faces works.
 
@@ -115,17 +117,29 @@ class BatchMTCNN:
         factor: float = 0.709,
         device: str | torch.device = "cpu",
         chunk: int = 64,
+        sampling_ratio: int = 2,
     ) -> None:
         self.min_face_size = min_face_size
         self.thresholds = tuple(thresholds)
         self.factor = factor
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.chunk = chunk
+        self.sampling_ratio = sampling_ratio
         self.pnet, self.rnet, self.onet = _load_nets(self.device)
 
     def _run_chunked(self, net: torch.nn.Module, crops: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Run a net on exactly `chunk` crops at a time, zero-padding the last chunk.
+
+        Convolution kernels may pick a different algorithm, and so round differently, for another batch
+        shape. A fixed shape keeps each crop's result independent of how many crops the batch had.
+        """
+        count = len(crops)
+        padded = -count % self.chunk
+        if padded:
+            filler = crops.new_zeros((padded, *crops.shape[1:])).contiguous(memory_format=torch.channels_last)
+            crops = torch.cat([crops, filler]).contiguous(memory_format=torch.channels_last)
         outputs = [net(crops[i : i + self.chunk]) for i in range(0, len(crops), self.chunk)]
-        return tuple(torch.cat(parts, dim=0) for parts in zip(*outputs, strict=True))
+        return tuple(torch.cat(parts, dim=0)[:count] for parts in zip(*outputs, strict=True))
 
     def _scales(self, height: int, width: int) -> list[float]:
         scale = 12.0 / self.min_face_size
@@ -138,16 +152,19 @@ class BatchMTCNN:
         return scales
 
     def _crops(self, images: torch.Tensor, boxes: torch.Tensor, image_index: torch.Tensor, size: int):
-        """Cut boxes (truncated and clipped to the image, as MTCNN does) and resize them to size x size."""
-        height, width = images.shape[2:]
+        """Cut boxes (corners truncated to whole pixels) and resize them to size x size.
+
+        Parts of a box outside the image read as zeros, as in the original MTCNN, so a face cut by the image
+        border keeps its proportions (facenet-pytorch clips the box to the image and stretches the crop).
+        """
         box = boxes[:, :4].trunc()
-        x1 = box[:, 0].clamp(min=1) - 1
-        y1 = box[:, 1].clamp(min=1) - 1
-        x2 = box[:, 2].clamp(max=width)
-        y2 = box[:, 3].clamp(max=height)
-        valid = (x2 > x1) & (y2 > y1)
-        rois = torch.stack([image_index.to(images.dtype), x1, y1, x2, y2], dim=1)[valid]
-        crops = roi_align(images, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+        valid = (box[:, 2] > box[:, 0]) & (box[:, 3] > box[:, 1])
+        # Pixel x covers [x - 1, x) in these 1-based inclusive corners; roi_align wants edge coordinates.
+        rois = torch.stack([image_index.to(images.dtype), box[:, 0] - 1, box[:, 1] - 1, box[:, 2], box[:, 3]], dim=1)
+        rois = rois[valid]
+        crops = roi_align(
+            images, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=self.sampling_ratio, aligned=True
+        )
         crops = (crops - 127.5) * 0.0078125
         return crops.contiguous(memory_format=torch.channels_last), valid
 
@@ -165,7 +182,11 @@ class BatchMTCNN:
         for scale in self._scales(height, width):
             resized = interpolate(images, size=(int(height * scale + 1), int(width * scale + 1)), mode="area")
             resized = ((resized - 127.5) * 0.0078125).contiguous(memory_format=torch.channels_last)
-            offsets, probs = self.pnet(resized)
+            # One image at a time, for the same reason as in _run_chunked: the result must not depend on
+            # the batch size. On CPUs this costs nothing measurable; PNet's time is per pixel.
+            outputs = [self.pnet(resized[i : i + 1]) for i in range(count)]
+            offsets = torch.cat([o for o, _ in outputs])
+            probs = torch.cat([p for _, p in outputs])
             boxes_per_scale.append(self._pnet_boxes(offsets, probs[:, 1], scale))
         boxes = torch.cat([b for b, _ in boxes_per_scale])
         image_index = torch.cat([i for _, i in boxes_per_scale])
