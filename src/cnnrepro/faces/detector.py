@@ -116,7 +116,7 @@ class BatchMTCNN:
         thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
         factor: float = 0.709,
         device: str | torch.device = "cpu",
-        chunk: int = 64,
+        chunk: int = 16,
         sampling_ratio: int = 2,
     ) -> None:
         self.min_face_size = min_face_size
