@@ -74,6 +74,14 @@ def configure_determinism(deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = True
 
 
+def cpu_threads(requested: int, workers: int, world_size: int = 1) -> int:
+    """Return the torch thread count per process: `requested`, or the cores left after the data workers."""
+    if requested:
+        return requested
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // world_size - workers)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -132,6 +140,7 @@ class LoopSettings:
     compile: bool = False
     deterministic: bool = False
     polyak_decay: float | None = None
+    threads: int = 0
     name: str = "train"
 
     @classmethod
@@ -151,6 +160,7 @@ class LoopSettings:
             compile=section.compile,
             deterministic=section.deterministic,
             polyak_decay=polyak_decay,
+            threads=section.threads,
             name=name,
         )
 
@@ -195,6 +205,8 @@ def fit(
     configure_determinism(settings.deterministic)
     device = resolve_device(settings.device, info)
     dtype = resolve_precision(settings.precision, device)
+    if device.type == "cpu":
+        torch.set_num_threads(cpu_threads(settings.threads, settings.workers, info.world_size))
     memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
 
     def autocast():
