@@ -247,7 +247,10 @@ def train_stage(ctx, key: str, info: distributed.DistInfo) -> dict[str, float]:
     }
     # Every GoogLeNet member starts from the weights of section.seed; only the data order differs.
     loop.seed_everything(section.seed)
-    model = models.build(parsed.family, **build_kwargs)
+    try:
+        model = models.build(parsed.family, **build_kwargs)
+    except ValueError as err:
+        raise InputError(f"{parsed.section}: the model cannot be built with these params: {err}") from None
     run_seed = section.seed + parsed.member
     loop.seed_everything(run_seed)
 
