@@ -50,7 +50,7 @@ def test_loop_learns_tiny_task(tmp_path):
 def test_loop_resume_after_sigkill(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     reference = tmp_path / "reference"
-    subprocess.run([sys.executable, str(WORKER), str(reference), "--epochs", "4"], check=True, env=env, timeout=120)
+    training_worker.run(reference, epochs=4)
 
     resume = tmp_path / "resume"
     killed_out = tmp_path / "killed"
