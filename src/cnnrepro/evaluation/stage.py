@@ -232,7 +232,7 @@ def evaluate_ilsvrc(ctx, key: str, out: Path) -> dict[str, float]:
         errors = classification.topk_errors(p, labels, ks)
         metrics[f"top1_error_{scheme}crop"] = errors["top1_error"]
         metrics[f"top5_error_{scheme}crop"] = errors.get("top5_error", float("nan"))
-        curve[f"{scheme} crop(s)"] = [errors[f"top{k}_error"] for k in ks]
+        curve[f"crops_{scheme}"] = [errors[f"top{k}_error"] for k in ks]
     if key.startswith("googlenet"):
         np.savez_compressed(
             out / "probs.npz",
