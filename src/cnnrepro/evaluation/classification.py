@@ -102,9 +102,11 @@ def predict(
     """Return {scheme: (N, classes) softmax averaged over that scheme's crops} for every image of `dataset`.
 
     `batch_size` counts crops: an image's crops are never split across images, but one image's crops may be
-    split over several forward passes.
+    split over several forward passes. Model and batches use the channels-last layout, which runs convolutions
+    faster on CPUs and on GPUs with tensor cores.
     """
     model.eval()
+    model.to(memory_format=torch.channels_last)
     sizes = list(dataset.schemes)
     per_image = sum(sizes)
     images_per_batch = max(1, batch_size // per_image)
@@ -116,7 +118,10 @@ def predict(
         count = batch.shape[0]
         flat = batch.flatten(0, 1)
         probs = torch.cat(
-            [torch.softmax(model(chunk.to(device)).float(), dim=1).cpu() for chunk in flat.split(batch_size)]
+            [
+                torch.softmax(model(chunk.to(device).contiguous(memory_format=torch.channels_last)).float(), dim=1).cpu()
+                for chunk in flat.split(batch_size)
+            ]
         )
         probs = probs.view(count, per_image, -1)
         start = 0
