@@ -42,7 +42,7 @@ STAGE_SCRIPT = textwrap.dedent(
         time.sleep(600)
 
     text = name + "\\n" + "".join(p.read_text() for p in inputs)
-    if os.environ.get("TEST_TRACK") == "1":
+    if name in os.environ.get("TEST_TRACK", "").split(","):
         from cnnrepro.tracking import stage_run
 
         with stage_run(name, profile="smoke") as run:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -26,6 +29,29 @@ def prefect_api():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield PREFECT_API_URL.value()
+
+
+@pytest.fixture
+def webhook():
+    """A loopback HTTP server that records the JSON bodies POSTed to it; yields (url, bodies)."""
+    bodies: list[dict] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            length = int(self.headers["Content-Length"])
+            bodies.append(json.loads(self.rfile.read(length)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", bodies
+    server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture
@@ -71,8 +97,10 @@ def test_stage_order_follows_dependencies(project):
     assert graph.stage_order(project, ["train@b"]) == ["prepare", "train@b"], "targets must include only upstream"
 
 
-def test_flow_runs_stages_then_nothing(project, prefect_api, mlflow_uri, monkeypatch):
-    monkeypatch.setenv("TEST_TRACK", "1")
+def test_flow_runs_stages_then_nothing(project, prefect_api, mlflow_uri, monkeypatch, webhook):
+    url, bodies = webhook
+    monkeypatch.setenv("TEST_TRACK", "train@a,train@b")
+    monkeypatch.setenv("CNNREPRO_WEBHOOK_URL", url)
     first = retrain(root=str(project), promote=False, retries=0)
     assert first["ran"] == STAGES, f"first run should run every stage in order: {first}"
     assert (project / "reports" / "report.txt").is_file(), "report stage output missing"
@@ -85,17 +113,16 @@ def test_flow_runs_stages_then_nothing(project, prefect_api, mlflow_uri, monkeyp
     experiment = parent.info.experiment_id
     children = client.search_runs([experiment], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     names = sorted(run.data.tags["cnnrepro.stage"] for run in children)
-    assert names == sorted(STAGES), f"stage runs nested under the parent: {names}"
+    assert names == ["train@a", "train@b"], f"stage runs nested under the parent: {names}"
     pipeline_ids = {run.data.tags["cnnrepro.pipeline_id"] for run in children}
     assert pipeline_ids == {first["pipeline_id"]}, f"stage runs do not share the flow's pipeline id: {pipeline_ids}"
 
     second = retrain(root=str(project), promote=False, retries=0)
     assert second["ran"] == [], f"second run found work although nothing changed: {second}"
     assert second["up_to_date"] == STAGES, f"second run should report every stage up to date: {second}"
+    assert [body["state"] for body in bodies] == ["Completed", "Completed"], f"webhook bodies: {bodies}"
+    assert bodies[0]["flow"] == "cnnrepro-retrain", f"webhook body names the wrong flow: {bodies[0]}"
 
-
-def test_flow_applies_params_override(project, prefect_api, mlflow_uri):
-    retrain(root=str(project), promote=False, retries=0)
     summary = retrain(
         root=str(project), promote=False, retries=0, params_overrides={"tracking.experiment": "other"}
     )
@@ -123,13 +150,17 @@ def test_flow_retries_failing_stage(project, prefect_api, mlflow_uri, tmp_path, 
     assert (project / "models" / "a.txt").is_file(), "train@a output missing after the retry"
 
 
-def test_flow_fails_after_retries(project, prefect_api, mlflow_uri, tmp_path, monkeypatch):
+def test_flow_failure_posts_webhook(project, prefect_api, mlflow_uri, tmp_path, monkeypatch, webhook):
+    url, bodies = webhook
     monkeypatch.setenv("TEST_FAIL_STAGE", "prepare")
     monkeypatch.setenv("TEST_FAIL_COUNTER", str(tmp_path / "failures"))
     monkeypatch.setenv("TEST_FAIL_TIMES", "99")
     with pytest.raises(Exception, match="exited with status"):
-        retrain(root=str(project), promote=False, retries=1, retry_backoff_s=0.1)
+        retrain(root=str(project), promote=False, retries=1, retry_backoff_s=0.1, webhook_url=url)
     assert (tmp_path / "failures").read_text() == "2", "prepare should run once plus one retry"
+    assert [body["state"] for body in bodies] == ["Failed"], f"webhook should receive one Failed state: {bodies}"
+    assert "exited with status" in bodies[0]["message"], f"failure message missing the cause: {bodies[0]}"
+    assert "webhook_url" not in bodies[0]["parameters"], "the webhook URL must not be sent in the body"
 
 
 def test_stage_timeout_kills_process_tree(project, prefect_api, mlflow_uri, tmp_path, monkeypatch):
@@ -145,6 +176,7 @@ def test_stage_timeout_kills_process_tree(project, prefect_api, mlflow_uri, tmp_
     assert elapsed < 60, f"a timed-out stage must not be retried; the flow took {elapsed:.0f} s"
 
 
+@pytest.mark.slow
 def test_sigterm_on_flow_kills_process_tree(project, prefect_api, tmp_path, mlflow_uri):
     """The runner and workers cancel a flow run by sending SIGTERM to its process."""
     pid_file = tmp_path / "pids"
@@ -171,3 +203,26 @@ def test_sigterm_on_flow_kills_process_tree(project, prefect_api, tmp_path, mlfl
             flow_process.kill()
     assert flow_process.returncode != 0, f"flow process should fail when terminated:\n{output[-3000:]}"
     _assert_all_dead(pids)
+
+
+def test_run_streaming_exception_kills_tree(tmp_path):
+    """Any exception while a command runs (Prefect's cancellation, Ctrl-C) ends its whole process tree."""
+    script = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    seen: list[str] = []
+
+    def cancel_on_first_line(line: str) -> None:
+        seen.append(line)
+        raise KeyboardInterrupt
+
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        process.run_streaming([sys.executable, "-c", script], cwd=tmp_path, on_line=cancel_on_first_line, grace_s=2)
+    assert seen, "the grandchild pid line was not streamed"
+    _assert_all_dead([int(seen[0])])
+    assert not process.RUNNING, f"process groups still registered as running: {process.RUNNING}"
+    assert time.monotonic() - started < 30, "killing the tree took longer than the grace period allows"
