@@ -16,7 +16,7 @@ import pytest
 from mlflow import MlflowClient
 
 from flows import graph, overrides, process
-from flows.retrain import retrain
+from flows.retrain import build_deployment, main, retrain
 from cnnrepro.params import ParamsError
 from tests.flows_project import REPO, STAGES, dvc, make_project
 
@@ -226,3 +226,60 @@ def test_run_streaming_exception_kills_tree(tmp_path):
     _assert_all_dead([int(seen[0])])
     assert not process.RUNNING, f"process groups still registered as running: {process.RUNNING}"
     assert time.monotonic() - started < 30, "killing the tree took longer than the grace period allows"
+
+
+def test_serve_deployment_has_cron_schedule():
+    deployment = build_deployment("nightly", "0 3 * * 0", {"profile": "smoke"}, timezone="Europe/Berlin")
+    crons = [schedule.schedule.cron for schedule in deployment.schedules]
+    assert crons == ["0 3 * * 0"], f"serve deployment schedules: {deployment.schedules}"
+    assert deployment.schedules[0].schedule.timezone == "Europe/Berlin", "time zone not passed to the schedule"
+    assert deployment.parameters == {"profile": "smoke"}, f"serve parameters: {deployment.parameters}"
+
+
+def test_deploy_command_creates_deployment(prefect_api, project, capsys):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name="test-process-pool", type="process"))
+    code = main(
+        ["deploy", "--pool", "test-process-pool", "--cron", "30 2 * * 1", "--root", str(project), "--profile", "smoke",
+         "-S", "train.lenet5.epochs=1", "--name", "test-weekly"]
+    )
+    assert code == 0, f"deploy command failed: {capsys.readouterr()}"
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("cnnrepro-retrain/test-weekly")
+    assert deployment.work_pool_name == "test-process-pool", f"deployment pool: {deployment.work_pool_name}"
+    crons = [schedule.schedule.cron for schedule in deployment.schedules]
+    assert crons == ["30 2 * * 1"], f"deployment schedules: {deployment.schedules}"
+    assert deployment.entrypoint == "flows.retrain.retrain", f"entrypoint: {deployment.entrypoint}"
+    assert deployment.job_variables["working_dir"] == str(project), f"job variables: {deployment.job_variables}"
+    expected = {"profile": "smoke", "params_overrides": {"train.lenet5.epochs": 1}, "root": str(project)}
+    for key, value in expected.items():
+        assert deployment.parameters.get(key) == value, f"parameter {key}: {deployment.parameters}"
+
+
+@pytest.mark.slow
+def test_prefect_yaml_deploys(prefect_api):
+    """`prefect deploy --all` with the repository's prefect.yaml creates the weekly deployment."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name="cnnrepro-process", type="process"))
+    result = subprocess.run(
+        [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"],
+        cwd=REPO,
+        env={**os.environ, "PREFECT_API_URL": prefect_api},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, f"prefect deploy failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("cnnrepro-retrain/weekly-retrain")
+    assert [s.schedule.cron for s in deployment.schedules] == ["0 3 * * 0"], f"schedules: {deployment.schedules}"
+    assert deployment.parameters.get("profile") == "quick", f"parameters: {deployment.parameters}"
+    assert deployment.pull_steps[0]["prefect.deployments.steps.set_working_directory"]["directory"] == str(REPO), (
+        f"pull steps: {deployment.pull_steps}"
+    )
