@@ -41,7 +41,7 @@ def test_download_stage_sigkill_then_rerun(shared_data, tmp_path):
     root = tmp_path / "repo"
     root.mkdir()
     shutil.copy(REPO / "params.yaml", root / "params.yaml")
-    (root / "dvc.yaml").write_text("stages: {}\n")
+    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     raw = root / "data" / "raw"
 
     process = _stage(root, shared_data, "imagenet")
