@@ -79,7 +79,7 @@ def test_report_numbers_beside_paper(tmp_path):
     assert "71.00% ± 1.20%" in markdown, "DeepFace accuracy with its standard error"
     assert re.search(r"\| 7 \| 1 \| 7 \| 8\.09% \| 5\.00% \| 30\.00% \|", markdown), "GoogLeNet Table 3 row 7x1"
     assert "| 7 | 144 | 1008 | 6.67% | not run |" in markdown, "a grid cell that was not run"
-    assert "![" in markdown and "lenet5-confusion.png" in markdown, "Markdown embeds the figures"
+    assert "![Confusion matrix on the test images](lenet5-lenet5-confusion.png)" in markdown, "Markdown embeds figures"
 
 
 def test_report_renders_in_chromium(tmp_path):
