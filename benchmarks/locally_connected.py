@@ -5,15 +5,14 @@ Run from the repository root:
     PYTHONPATH=src python benchmarks/locally_connected.py [--batch 32] [--threads 1] [--device cpu]
 
 Shapes: DeepFace's L4 (16 x 63 x 63 input, 16 filters of 9x9 at 55 x 55 positions) and the same layer in the
-CPU profile (image_size 76, width 0.25: 4 x 25 x 25 input). Peak memory is the CUDA allocator's peak on a GPU
-and the growth of the process's peak resident set size on CPU (a coarse measure: it only ever rises, so the
-layer run first is measured first at each shape).
+CPU profile (image_size 76, width 0.25: 4 x 25 x 25 input). Memory is the CUDA allocator's peak above the
+inputs and weights on a GPU. On CPU, which has no allocator statistics, it is the bytes of the tensors
+autograd saves for the backward pass (parameters excluded), the part of training memory a layer adds.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 
 import torch
@@ -28,27 +27,53 @@ SHAPES = {
 }
 
 
-def einsum_baseline(layer: LocallyConnected2d, x: torch.Tensor) -> torch.Tensor:
-    """The straightforward version: `F.unfold` to N x K x L, then one einsum with the L x K x O weight."""
-    cols = F.unfold(x, layer.kernel_size, stride=layer.stride)  # N x K x L
-    out = torch.einsum("nkl,lko->nol", cols, layer.weight)  # N x O x L
-    return out.reshape(x.shape[0], layer.out_channels, *layer.output_size) + layer.bias
+class EinsumBaseline(torch.nn.Module):
+    """The straightforward version: `F.unfold` to N x K x L, then one einsum with an L x K x O weight.
+
+    It holds the same filters as `layer`, reordered to `F.unfold`'s (C, kh, kw) tap order.
+    """
+
+    def __init__(self, layer: LocallyConnected2d):
+        super().__init__()
+        self.kernel_size, self.stride = layer.kernel_size, layer.stride
+        self.output_size, self.out_channels = layer.output_size, layer.out_channels
+        k = layer.kernel_size
+        weight = layer.weight.detach().view(-1, k, k, layer.in_channels, layer.out_channels)  # L x kh x kw x C x O
+        self.weight = torch.nn.Parameter(weight.permute(0, 3, 1, 2, 4).reshape(layer.weight.shape).contiguous())
+        self.bias = torch.nn.Parameter(layer.bias.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cols = F.unfold(x, self.kernel_size, stride=self.stride)  # N x K x L
+        out = torch.einsum("nkl,lko->nol", cols, self.weight)  # N x O x L
+        return out.reshape(x.shape[0], self.out_channels, *self.output_size) + self.bias
 
 
-def peak_bytes(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def saved_bytes(layer, x) -> int:
+    """Return the bytes autograd saves for backward in one forward pass, counting each storage once."""
+    parameters = {p.untyped_storage().data_ptr() for p in layer.parameters()}
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in parameters and tensor is not x:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        layer(x).sum().backward()
+    return sum(storages.values())
 
 
-def measure(forward, layer, x, repeats: int) -> tuple[float, int]:
-    """Return seconds per forward+backward step and the peak-memory growth in bytes."""
+def measure(layer, x, repeats: int) -> tuple[float, int]:
+    """Return seconds per forward+backward step and the memory in bytes (see the module docstring)."""
     device = x.device
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
-    before = peak_bytes(device) if device.type != "cuda" else torch.cuda.memory_allocated(device)
-    forward(layer, x).sum().backward()  # warm-up
+    layer(x).sum().backward()  # warm-up
+    layer.zero_grad(set_to_none=True)
+    x.grad = None
     times = []
     for _ in range(repeats):
         layer.zero_grad(set_to_none=True)
@@ -56,11 +81,13 @@ def measure(forward, layer, x, repeats: int) -> tuple[float, int]:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         start = time.perf_counter()
-        forward(layer, x).sum().backward()
+        layer(x).sum().backward()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
-    return min(times), peak_bytes(device) - before
+    if device.type == "cuda":
+        return min(times), torch.cuda.max_memory_allocated(device) - before
+    return min(times), saved_bytes(layer, x)
 
 
 def main() -> None:
@@ -69,18 +96,26 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per layer; the minimum is printed")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--device", default="cpu", help="torch device, such as cpu or cuda")
+    parser.add_argument(
+        "--memory-format", choices=("channels_last", "contiguous"), default="channels_last",
+        help="layout of the input both layers get (DeepFace trains channels_last by default)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
-    print(f"batch {args.batch}, device {device}, threads {args.threads}")
-    print(f"{'shape':16} {'layer':10} {'ms/step':>9} {'peak MiB':>9}")
+    print(f"batch {args.batch}, device {device}, threads {args.threads}, input {args.memory_format}")
+    print(f"{'shape':16} {'layer':10} {'ms/step':>9} {'mem MiB':>9}")
     for name, (cin, cout, side, kernel, stride) in SHAPES.items():
         torch.manual_seed(0)
         layer = LocallyConnected2d(cin, cout, (side, side), kernel, stride).to(device)
-        x = torch.randn(args.batch, cin, side, side, device=device, requires_grad=True)
-        ours = measure(lambda m, t: m(t), layer, x, args.repeats)
-        base = measure(einsum_baseline, layer, x, args.repeats)
+        x = torch.randn(args.batch, cin, side, side, device=device)
+        if args.memory_format == "channels_last":
+            x = x.contiguous(memory_format=torch.channels_last)
+        x.requires_grad_()
+        baseline = EinsumBaseline(layer)
+        ours = measure(layer, x, args.repeats)
+        base = measure(baseline, x, args.repeats)
         for label, (seconds, peak) in (("bmm", ours), ("einsum", base)):
             print(f"{name:16} {label:10} {seconds * 1e3:9.1f} {peak / 2**20:9.1f}")
         print(f"{name:16} speed-up {base[0] / ours[0]:.2f}x")

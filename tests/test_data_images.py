@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import shutil
 import struct
 import zlib
 
@@ -73,7 +71,8 @@ def test_load_rgb_decompression_bomb(tmp_path):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0)
-    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+    body = chunk(b"IDAT", zlib.compress(b"\0" * 100))
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + body + chunk(b"IEND", b"")
     path = tmp_path / "bomb.png"
     path.write_bytes(data)
     assert 20000 * 20000 > MAX_PIXELS, "the test image exceeds the limit"

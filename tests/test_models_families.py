@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from cnnrepro.models import FAMILIES, GoogLeNetOutputs, build, deepface_sub, options
+from cnnrepro.models.layers import LocalResponseNorm
 
 NUM_CLASSES = 7  # not any paper's class count, so a hard-coded head size would fail
 SMALL = {
@@ -128,9 +129,11 @@ def test_googlenet_aux_heads_train_only():
 def test_googlenet_batch_norm_option():
     model = small_model("googlenet", batch_norm=True)
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    lrns = [m for m in model.modules() if isinstance(m, torch.nn.LocalResponseNorm)]
+    lrns = [m for m in model.modules() if isinstance(m, LocalResponseNorm)]
     assert norms, "batch_norm=True added no BatchNorm2d"
     assert not lrns, "batch_norm=True kept the LRN layers"
+    paper_lrns = [m for m in small_model("googlenet").modules() if isinstance(m, LocalResponseNorm)]
+    assert len(paper_lrns) == 2, f"the paper network has {len(paper_lrns)} LRN layers, Table 1's stem has 2"
     biased = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.bias is not None]
     assert not biased, "convolutions followed by batch normalisation still have biases"
 
@@ -160,11 +163,12 @@ def test_alexnet_options_change_layers():
     model = small_model("alexnet", towers=1, lrn=False, overlapping_pool=False, activation="tanh")
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert all(conv.groups == 1 for conv in convs), "towers=1 left a grouped convolution"
-    assert not any(isinstance(m, torch.nn.LocalResponseNorm) for m in model.modules()), "lrn=False kept LRN"
+    assert not any(isinstance(m, LocalResponseNorm) for m in model.modules()), "lrn=False kept LRN"
     pools = [m for m in model.modules() if isinstance(m, torch.nn.MaxPool2d)]
     assert all(pool.kernel_size == 2 for pool in pools), "overlapping_pool=False kept 3x3 pooling"
     assert any(isinstance(m, torch.nn.Tanh) for m in model.modules()), "activation='tanh' has no Tanh"
     paper = small_model("alexnet")
+    assert any(isinstance(m, LocalResponseNorm) for m in paper.modules()), "the paper network has no LRN"
     assert [conv.groups for conv in paper.modules() if isinstance(conv, torch.nn.Conv2d)] == [1, 2, 1, 2, 2], (
         "the two-tower network must group conv2, conv4 and conv5 only"
     )

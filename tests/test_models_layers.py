@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cnnrepro.models.layers import LocallyConnected2d
+from cnnrepro.models.layers import LocallyConnected2d, LocalResponseNorm
 
 
 def loop_reference(layer: LocallyConnected2d, x: torch.Tensor) -> torch.Tensor:
@@ -15,7 +15,8 @@ def loop_reference(layer: LocallyConnected2d, x: torch.Tensor) -> torch.Tensor:
     columns = []
     for i in range(out_h):
         for j in range(out_w):
-            patch = x[:, :, i * s : i * s + k, j * s : j * s + k].reshape(x.shape[0], -1)  # N x C*k*k
+            patch = x[:, :, i * s : i * s + k, j * s : j * s + k]  # N x C x k x k
+            patch = patch.permute(0, 2, 3, 1).reshape(x.shape[0], -1)  # N x k*k*C, taps ordered (row, col, C)
             columns.append(patch @ layer.weight[i * out_w + j])  # N x out_channels
     out = torch.stack(columns, dim=2).view(x.shape[0], layer.out_channels, out_h, out_w)
     return out + layer.bias
@@ -71,3 +72,17 @@ def test_locally_connected_rejects_wrong_input_size():
 def test_locally_connected_rejects_too_small_input():
     with pytest.raises(ValueError, match="smaller than"):
         LocallyConnected2d(3, 2, (4, 4), 5)
+
+
+@pytest.mark.parametrize(("channels", "size"), [(8, 5), (7, 4), (3, 5)])
+def test_local_response_norm_matches_torch(channels, size):
+    torch.manual_seed(0)
+    ours = LocalResponseNorm(channels, size, alpha=5e-4, beta=0.75, k=2.0).double()
+    reference = torch.nn.LocalResponseNorm(size, alpha=5e-4, beta=0.75, k=2.0)
+    x = (torch.randn(2, channels, 5, 6, dtype=torch.float64) * 10).requires_grad_()
+    out, expected = ours(x), reference(x)
+    assert torch.allclose(out, expected), f"forward differs by {(out - expected).abs().max():.3g}"
+    upstream = torch.randn_like(out)
+    (grad,) = torch.autograd.grad(out, x, upstream)
+    (expected_grad,) = torch.autograd.grad(expected, x, upstream)
+    assert torch.allclose(grad, expected_grad), f"input gradient differs by {(grad - expected_grad).abs().max():.3g}"

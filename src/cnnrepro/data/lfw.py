@@ -114,7 +114,9 @@ def read_pairs(path: Path) -> list[list[Pair]]:
     elif len(header) == 1:
         folds, per_class = 1, _int(header[0], path, 1, "header value")
     else:
-        raise InputError(f"{path}, line 1: expected a header '<folds> <pairs per class>' or '<pairs>', found {lines[0]!r}")
+        raise InputError(
+            f"{path}, line 1: expected a header '<folds> <pairs per class>' or '<pairs>', found {lines[0]!r}"
+        )
     expected = folds * 2 * per_class
     if len(lines) - 1 != expected:
         raise InputError(

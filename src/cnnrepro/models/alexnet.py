@@ -10,8 +10,8 @@ Deviations and choices:
 - Input is 227x227, not the 224 the paper states: 11x11 stride-4 filters without padding give the paper's
   55x55 conv1 maps only from 227.
 - The two towers are one device's grouped convolutions (groups=2), not two GPUs.
-- LRN uses `nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2)`: PyTorch divides alpha by the window size,
-  so 5e-4 gives the paper's alpha of 1e-4.
+- LRN computes `nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2)` (with a faster kernel): PyTorch divides
+  alpha by the window size, so 5e-4 gives the paper's alpha of 1e-4.
 - Options (ablations, not the paper network): `towers=1` keeps the layer widths but connects every conv
   layer to all maps of the one before (the paper's one-GPU baseline also halves the kernels, which `width`
   can add), `lrn=False`, `overlapping_pool=False` (2x2/2 pooling), `activation="tanh"`.
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnrepro.models.layers import conv_output_size
+from cnnrepro.models.layers import LocalResponseNorm, conv_output_size
 
 __all__ = ["AlexNet", "alexnet"]
 
@@ -58,13 +58,13 @@ class AlexNet(nn.Module):
         def pool() -> nn.Module:
             return nn.MaxPool2d(pool_kernel, stride=2)
 
-        def norm() -> nn.Module:
-            return nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0) if lrn else nn.Identity()
+        def norm(channels: int) -> nn.Module:
+            return LocalResponseNorm(channels, 5, alpha=5e-4, beta=0.75, k=2.0) if lrn else nn.Identity()
 
         self.conv1 = nn.Sequential(nn.Conv2d(3, c1, 11, stride=4), self._act(act))
-        self.norm1, self.pool1 = norm(), pool()
+        self.norm1, self.pool1 = norm(c1), pool()
         self.conv2 = nn.Sequential(nn.Conv2d(c1, c2, 5, padding=2, groups=towers), self._act(act))
-        self.norm2, self.pool2 = norm(), pool()
+        self.norm2, self.pool2 = norm(c2), pool()
         self.conv3 = nn.Sequential(nn.Conv2d(c2, c3, 3, padding=1), self._act(act))
         self.conv4 = nn.Sequential(nn.Conv2d(c3, c4, 3, padding=1, groups=towers), self._act(act))
         self.conv5 = nn.Sequential(nn.Conv2d(c4, c5, 3, padding=1, groups=towers), self._act(act))

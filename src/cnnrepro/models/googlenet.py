@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnrepro.models.layers import conv_output_size
+from cnnrepro.models.layers import LocalResponseNorm, conv_output_size
 
 __all__ = ["GoogLeNet", "GoogLeNetOutputs", "googlenet", "INCEPTION_TABLE", "AUX_LOSS_WEIGHT"]
 
@@ -131,14 +131,14 @@ class GoogLeNet(nn.Module):
         def pool() -> nn.MaxPool2d:
             return nn.MaxPool2d(3, stride=2, ceil_mode=True)
 
-        def norm() -> nn.Module:
-            return nn.Identity() if batch_norm else nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
+        def norm(channels: int) -> nn.Module:
+            return nn.Identity() if batch_norm else LocalResponseNorm(channels, 5, alpha=1e-4, beta=0.75, k=1.0)
 
         self.conv1 = ConvReLU(3, scaled(64), 7, stride=2, batch_norm=batch_norm)
-        self.pool1, self.norm1 = pool(), norm()
+        self.pool1, self.norm1 = pool(), norm(scaled(64))
         self.conv2_reduce = ConvReLU(scaled(64), scaled(64), 1, batch_norm=batch_norm)
         self.conv2 = ConvReLU(scaled(64), scaled(192), 3, batch_norm=batch_norm)
-        self.norm2, self.pool2 = norm(), pool()
+        self.norm2, self.pool2 = norm(scaled(192)), pool()
 
         side = conv_output_size(image_size, 7, 2, padding=3)
         for _ in range(3):  # pool1, pool2, pool3
