@@ -85,7 +85,7 @@ def _get(tree: dict[str, Any], dotted: str, default: Any = None) -> Any:
 def _training(params: dict[str, Any], section: str, train_metrics: dict | None) -> str:
     """Describe the training settings of a model family, as params.yaml sets them."""
     t = _get(params, f"train.{section}", {}) or {}
-    ran = f", {int(train_metrics['epochs'])} epoch(s) run" if train_metrics and "epochs" in train_metrics else ""
+    ran = f" ({int(train_metrics['epochs'])} run)" if train_metrics and "epochs" in train_metrics else ""
     limit = f", at most {t['max_batches']} batches per epoch" if t.get("max_batches") else ""
     return (
         f"Training settings: {t.get('epochs', '?')} epoch(s){ran}{limit}, input {t.get('image_size', '?')} px, "
@@ -112,7 +112,7 @@ def lenet5_section(root: Path, params: dict[str, Any]) -> Section:
         )
     else:
         used = "Data: the 60,000 MNIST training images; the 10,000 test images are the test set."
-    errors = f"{int(metrics['test_errors'])} of {int(metrics['test_images'])}" if metrics else NOT_RUN
+    errors = f"{int(metrics['test_errors']):,} of {int(metrics['test_images']):,}" if metrics else NOT_RUN
     table = Table(
         ["", "paper", "reproduced"],
         [["MNIST test error", pct(paper.LENET5_TEST_ERROR), pct(metrics and metrics.get("test_error"))],
@@ -122,8 +122,8 @@ def lenet5_section(root: Path, params: dict[str, Any]) -> Section:
     reasons = (
         "Why the numbers differ: the paper trains 20 passes of stochastic diagonal Levenberg-Marquardt on 60,000 "
         "images; this run uses SGD with momentum for fewer epochs"
-        + (", on 8,000 training images, and its test set is 2,000 images, so one error moves the rate by 0.05%."
-           if data == "test-holdout" else ".")
+        + (f", on {10000 - holdout:,} training images, and its test set is {holdout:,} images, so one error moves "
+           f"the rate by {100 / holdout:.2g}%." if data == "test-holdout" else ".")
     )
     return Section(
         "LeNet-5 on MNIST",
