@@ -2,7 +2,7 @@
 
 `fit` runs in one process or in each process of a torchrun job (DistributedDataParallel, a DistributedSampler
 and a per-rank share of the global batch). It checkpoints at every epoch boundary and resumes from there, with
-mixed precision, channels_last and torch.compile as the params section asks.
+mixed precision, channels_last and torch.compile as set in the params section.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def _seed_worker(worker_id: int) -> None:
 
 
 def logits_of(outputs: Any) -> torch.Tensor:
-    """The class scores of a model output (GoogLeNet's training output also carries auxiliary logits)."""
+    """Return the class scores of a model output (GoogLeNet's training output also has auxiliary logits)."""
     return getattr(outputs, "logits", outputs)
 
 
@@ -124,7 +124,7 @@ def error_rate(model: nn.Module, loader: DataLoader, color: BatchColor, device: 
 
 @dataclass
 class LoopSettings:
-    """What `fit` needs beyond the datasets, usually taken from a params section."""
+    """Settings of `fit` beyond the datasets, usually taken from a params section."""
 
     epochs: int
     batch_size: int
@@ -193,8 +193,8 @@ def fit(
 ) -> FitResult:
     """Train `model` on `train_set` for settings.epochs epochs; return the trained and averaged networks.
 
-    `on_epoch(record)` runs on rank 0 after each epoch (also for epochs restored from a checkpoint), where
-    record holds epoch (1-based), train_loss, train_error, val_error (NaN without a validation set), lr,
+    `on_epoch(record)` runs on rank 0 after each epoch (also for epochs restored from a checkpoint). The
+    record contains epoch (1-based), train_loss, train_error, val_error (NaN without a validation set), lr,
     images_per_s and seconds.
     """
     if settings.batch_size % info.world_size:
