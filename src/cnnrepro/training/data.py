@@ -125,16 +125,12 @@ def mnist_store(folder: Path, split: str, cache_root: Path, digest: str) -> Imag
 
 def _decode(path: Path, side: int) -> torch.Tensor:
     """Decode an image to RGB uint8, scale its shorter side to `side` and take the central square."""
-    from torchvision.io import ImageReadMode, decode_image
     from torchvision.transforms.v2 import functional as TF
 
-    try:
-        image = decode_image(str(path), mode=ImageReadMode.RGB)
-    except (RuntimeError, ValueError):
-        # torchvision's decoders reject some files (CMYK JPEGs, for one) that PIL reads.
-        from cnnrepro.data.imagenet import load_rgb
+    from cnnrepro.data.imagenet import load_rgb
 
-        image = TF.pil_to_tensor(load_rgb(path))
+    # PIL decodes once per dataset and size; load_rgb also converts CMYK and greyscale files to RGB.
+    image = TF.pil_to_tensor(load_rgb(path))
     image = TF.resize(image, side, antialias=True)
     return center_crop(image, side)
 
