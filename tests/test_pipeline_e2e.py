@@ -44,6 +44,8 @@ def _offline_env(shared_data: Path) -> dict[str, str]:
     env.pop("MLFLOW_TRACKING_URI", None)
     dead_proxy = "http://127.0.0.1:9"
     env.update(
+        # Stage commands call `python`: it must be this interpreter, as in an activated venv.
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
         CNNREPRO_DATA_MIRROR=str(shared_data),
         HTTP_PROXY=dead_proxy,
         HTTPS_PROXY=dead_proxy,

@@ -33,7 +33,7 @@ def tracking_uri(root: Path | None = None) -> str:
     """Return MLFLOW_TRACKING_URI, or the SQLite store `mlflow.db` at the root of the user's checkout."""
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
-    checkout = paths.main_checkout(root or paths.repo_root())
+    checkout = paths.main_checkout((root or paths.repo_root()).resolve())
     return f"sqlite:///{checkout / 'mlflow.db'}"
 
 
@@ -52,7 +52,7 @@ def redact(uri: str) -> str:
 
 def artifact_root(root: Path | None = None) -> str:
     """Return the artifact folder used for experiments this project creates in a local SQLite store."""
-    return (paths.main_checkout(root or paths.repo_root()) / "mlartifacts").as_uri()
+    return (paths.main_checkout((root or paths.repo_root()).resolve()) / "mlartifacts").as_uri()
 
 
 def git_commit(root: Path | None = None) -> str | None:
