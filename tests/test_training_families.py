@@ -42,7 +42,7 @@ def checkout(tmp_path, mlflow_uri, monkeypatch) -> Path:
     manifest.write(root / "data" / "aligned" / "faces")
 
     tree = profiles.resolve("smoke", REPO)
-    tiny = {"epochs": 2, "batch_size": 8, "max_batches": 2, "workers": 0, "val_fraction": 0.2}
+    tiny = {"epochs": 2, "batch_size": 8, "max_batches": 2, "workers": 0, "threads": 1, "val_fraction": 0.2}
     tree["train"]["alexnet"].update(tiny, image_size=67, width=0.125)
     tree["train"]["googlenet"].update(tiny, image_size=96, width=0.125, polyak_decay=0.5)
     tree["train"]["deepface"].update(tiny, image_size=76, width=0.125)
