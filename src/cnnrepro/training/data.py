@@ -1,9 +1,9 @@
 """Training data as uint8 image stores: decoded and resized once, then cropped per epoch in the workers.
 
 Decoding JPEGs and resizing them dominates a PIL-based input pipeline on a CPU. Here each dataset is decoded
-once into one uint8 array (N x C x S x S) saved as `.npy` under `.cnnrepro/prepared/`, keyed by the data
-folder's manifest digest and the stored side, and memory-mapped by the training processes; an epoch then only
-crops, flips and copies small tensors.
+once into one uint8 array (N x C x S x S) saved as `.npy` under `.cnnrepro/prepared/`. The cache is keyed by
+the data folder's manifest digest and the stored side, and the training processes memory-map it. An epoch then
+only crops, flips and copies small tensors.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def _cached(cache: Path, build) -> ImageStore:
 
 
 def mnist_store(folder: Path, split: str, cache_root: Path, digest: str) -> ImageStore:
-    """MNIST digits padded from 28 x 28 to LeNet-5's 32 x 32 input with background, as in the paper."""
+    """Load MNIST digits padded from 28 x 28 to LeNet-5's 32 x 32 input with background (LeCun et al., 1998)."""
     from cnnrepro.data import mnist
 
     def build() -> ImageStore:
