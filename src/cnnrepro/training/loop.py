@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
@@ -92,6 +92,27 @@ def _seed_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
+
+
+def polyak_update(decay: float):
+    """Return an AveragedModel multi_avg_fn: an exponential moving average with a warm-up of its decay.
+
+    After n updates the decay is min(decay, (1 + n) / (10 + n)), the `num_updates` rule of TensorFlow's
+    ExponentialMovingAverage. Without it, a short run with decay 0.999 would keep most of the initial weights.
+    """
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        count = float(num_averaged)
+        weight = 1.0 - min(decay, (1.0 + count) / (10.0 + count))
+        if torch.is_floating_point(averaged[0]):
+            torch._foreach_lerp_(averaged, current, weight)
+        else:
+            # Integer buffers (BatchNorm's num_batches_tracked) follow the model.
+            for target, source in zip(averaged, current, strict=True):
+                target.copy_(source)
+
+    return update
 
 
 def logits_of(outputs: Any) -> torch.Tensor:
@@ -220,7 +241,7 @@ def fit(
     scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
     averaged = None
     if settings.polyak_decay is not None:
-        averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(settings.polyak_decay), use_buffers=True)
+        averaged = AveragedModel(model, multi_avg_fn=polyak_update(settings.polyak_decay), use_buffers=True)
 
     start_epoch, records = 0, []
     state = resume.load() if resume is not None else None
