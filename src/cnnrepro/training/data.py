@@ -96,14 +96,21 @@ def channel_stats(store: ImageStore, indices: np.ndarray, limit: int = 5000) -> 
 
 
 def _cached(cache: Path, build) -> ImageStore:
-    """Load the store in `cache`, or build it with `build()` and write it there atomically first."""
+    """Load the store in `cache`, or build it with `build(folder)` into a temporary folder renamed onto `cache`.
+
+    `build` may write `images.npy` itself (a memory-mapped array that never has to fit in RAM); otherwise the
+    returned store's images are saved here.
+    """
     if not (cache / "images.npy").is_file():
-        store = build()
         with atomic.atomic_dir(cache) as tmp:
-            np.save(tmp / "images.npy", store.images)
+            store = build(tmp)
+            if isinstance(store.images, np.memmap):
+                store.images.flush()
+            else:
+                np.save(tmp / "images.npy", store.images)
             np.save(tmp / "labels.npy", store.labels)
             (tmp / "classes.json").write_text(json.dumps(store.classes), encoding="utf-8")
-        log.info("prepared %d images %s in %s", len(store), store.images.shape[1:], cache)
+            log.info("prepared %d images %s in %s", len(store), store.images.shape[1:], cache)
     images = np.load(cache / "images.npy", mmap_mode="r")
     labels = np.load(cache / "labels.npy")
     classes = json.loads((cache / "classes.json").read_text(encoding="utf-8"))
@@ -114,7 +121,7 @@ def mnist_store(folder: Path, split: str, cache_root: Path, digest: str) -> Imag
     """Load MNIST digits padded from 28 x 28 to LeNet-5's 32 x 32 input with background (LeCun et al., 1998)."""
     from cnnrepro.data import mnist
 
-    def build() -> ImageStore:
+    def build(tmp: Path) -> ImageStore:
         images, labels = mnist.load(folder, split)
         padded = np.zeros((len(images), 1, 32, 32), dtype=np.uint8)
         padded[:, 0, 2:30, 2:30] = images
@@ -135,8 +142,9 @@ def _decode(path: Path, side: int) -> torch.Tensor:
     return center_crop(image, side)
 
 
-def _store_from_items(items, classes: list[str], side: int, what: str) -> ImageStore:
-    images = np.empty((len(items), 3, side, side), dtype=np.uint8)
+def _store_from_items(items, classes: list[str], side: int, what: str, tmp: Path) -> ImageStore:
+    shape = (len(items), 3, side, side)
+    images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=shape)
     labels = np.empty(len(items), dtype=np.int64)
     for i, item in enumerate(tqdm(items, desc=f"prepare {what}", unit="img", leave=False)):
         try:
@@ -155,11 +163,11 @@ def imagenet_store(folder: Path, split: str, side: int, cache_root: Path, digest
     """
     from cnnrepro.data import imagenet
 
-    def build() -> ImageStore:
+    def build(tmp: Path) -> ImageStore:
         items = imagenet.split(folder, split)
         if not items:
             raise InputError(f"{folder}: the {split} split has no images; run `dvc repro download@imagenet`")
-        return _store_from_items(items, list(imagenet.classes(folder)), side, f"imagenet {split}")
+        return _store_from_items(items, list(imagenet.classes(folder)), side, f"imagenet {split}", tmp)
 
     return _cached(cache_root / f"imagenet-{split}-{side}-{digest[:16]}", build)
 
@@ -179,10 +187,10 @@ def faces_store(root: Path, image_size: int, cache_root: Path, digest: str) -> I
 
     folder = faces_folder(root, image_size)
 
-    def build() -> ImageStore:
+    def build(tmp: Path) -> ImageStore:
         items, names = identity.scan(folder)
         if not items:
             raise InputError(f"{folder} has no face images; run `dvc repro align@faces`")
-        return _store_from_items(items, list(names), image_size, "faces")
+        return _store_from_items(items, list(names), image_size, "faces", tmp)
 
     return _cached(cache_root / f"faces-{folder.name}-{image_size}-{digest[:16]}", build)
