@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 # The papers crop 224 from images whose shorter side is 256; stores keep the same margin around the crop.
 CROP_MARGIN = 256 / 224
+# Part of every cache folder name: raise it when the decoding or layout of stores changes, so old caches are
+# not reused.
+STORE_VERSION = 2
 
 
 @dataclass
@@ -127,7 +130,7 @@ def mnist_store(folder: Path, split: str, cache_root: Path, digest: str) -> Imag
         padded[:, 0, 2:30, 2:30] = images
         return ImageStore(padded, np.asarray(labels, dtype=np.int64), [str(d) for d in range(10)])
 
-    return _cached(cache_root / f"mnist-{split}-{digest[:16]}", build)
+    return _cached(cache_root / f"mnist-{split}-{digest[:16]}-v{STORE_VERSION}", build)
 
 
 def _decode(path: Path, side: int) -> torch.Tensor:
@@ -169,7 +172,7 @@ def imagenet_store(folder: Path, split: str, side: int, cache_root: Path, digest
             raise InputError(f"{folder}: the {split} split has no images; run `dvc repro download@imagenet`")
         return _store_from_items(items, list(imagenet.classes(folder)), side, f"imagenet {split}", tmp)
 
-    return _cached(cache_root / f"imagenet-{split}-{side}-{digest[:16]}", build)
+    return _cached(cache_root / f"imagenet-{split}-{side}-{digest[:16]}-v{STORE_VERSION}", build)
 
 
 def faces_folder(root: Path, image_size: int) -> Path:
@@ -193,4 +196,4 @@ def faces_store(root: Path, image_size: int, cache_root: Path, digest: str) -> I
             raise InputError(f"{folder} has no face images; run `dvc repro align@faces`")
         return _store_from_items(items, list(names), image_size, "faces", tmp)
 
-    return _cached(cache_root / f"faces-{folder.name}-{image_size}-{digest[:16]}", build)
+    return _cached(cache_root / f"faces-{folder.name}-{image_size}-{digest[:16]}-v{STORE_VERSION}", build)
