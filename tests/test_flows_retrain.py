@@ -13,12 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from mlflow import MlflowClient
 
 from flows import graph, overrides, process
 from flows.retrain import build_deployment, main, retrain
 from cnnrepro.params import ParamsError
-from tests.flows_project import REPO, STAGES, dvc, make_project
+from tests.flows_project import REPO, STAGES, dvc, git, make_project
 
 
 @pytest.fixture(scope="session")
@@ -128,6 +129,41 @@ def test_flow_runs_stages_then_nothing(project, prefect_api, mlflow_uri, monkeyp
     )
     assert summary["ran"] == ["report"], f"only the stage that reads tracking.experiment should rerun: {summary}"
     assert "experiment: other" in (project / "params.yaml").read_text(), "override not written to params.yaml"
+
+
+def test_flow_push_promote_pull(project, prefect_api, mlflow_uri, tmp_path, monkeypatch):
+    dvc(project, "remote", "add", "-d", "local", "dvc-remote")
+    (project / ".gitignore").write_text("/dvc-remote/\n/metrics/\n")
+    monkeypatch.setenv("TEST_TRACK", "train@a")
+    monkeypatch.setenv("TEST_ERROR", "0.25")
+    rule = {
+        "registered_model": "test-a",
+        "metrics_file": "metrics/train@a.json",
+        "metric": "error",
+        "higher_is_better": False,
+        "source_stage": "train@a",
+    }
+    with open(project / "params.yaml", "a", encoding="utf-8") as handle:
+        yaml.safe_dump({"promote": {"enabled": True, "margin": 0.0, "models": {"a": rule}}}, handle)
+
+    first = retrain(root=str(project), retries=0, push=True)
+    promotions = {outcome["key"]: outcome for outcome in first["promotions"]}
+    assert promotions["a"]["alias"] == "champion", f"the first model should become champion: {promotions}"
+    champion = MlflowClient(tracking_uri=mlflow_uri).get_model_version_by_alias("test-a", "champion")
+    assert champion.tags["cnnrepro.promotion.value"] == "0.25", f"champion tags: {champion.tags}"
+    pushed = [path for path in (project / "dvc-remote").rglob("*") if path.is_file()]
+    assert len(pushed) == len(STAGES), f"push=True should fill the remote with one file per output: {pushed}"
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "pipeline run")
+
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(project), str(clone))
+    dvc(clone, "remote", "modify", "--local", "local", "url", str(project / "dvc-remote"))
+    monkeypatch.delenv("TEST_TRACK")
+    summary = retrain(root=str(clone), retries=0, pull=True)
+    assert summary["ran"] == [], f"after dvc pull every stage of the clone should be up to date: {summary}"
+    report = (clone / "reports" / "report.txt").read_text()
+    assert report == (project / "reports" / "report.txt").read_text(), "pulled report differs from the pushed one"
 
 
 def test_override_invalid_value_restores_params(project):
