@@ -36,8 +36,8 @@ def test_dvc_push_pull_round_trip(tmp_path):
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(origin), str(clone))
     assert not (clone / "models" / "model.txt").exists(), "a git clone must not contain DVC outputs"
-    # The remote URL in .dvc/config is relative to the checkout; a second checkout on the same machine points
-    # its local config at the first checkout's remote folder.
+    # The remote URL in .dvc/config is relative to the checkout. So a second checkout on the same machine
+    # points its local config at the first checkout's remote folder.
     dvc(clone, "remote", "modify", "--local", "local", "url", str(origin / "dvc-remote"))
     pulled = dvc(clone, "pull", check=False)
     assert pulled.returncode == 0, f"dvc pull failed: {pulled.stdout} {pulled.stderr}"

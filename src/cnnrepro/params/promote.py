@@ -1,8 +1,8 @@
 """params.yaml `promote`: when a retrained model takes the MLflow registry alias `champion`.
 
-After a pipeline run, each model's headline metric is compared with the version that holds `champion`. The new
-version is always registered; it takes `champion` only when it beats the champion by more than `margin`
-(in the metric's own unit, a fraction for accuracies and errors), and `challenger` otherwise.
+After a pipeline run, each model's headline metric is compared with the version that has the alias `champion`.
+The new version is always registered. It takes `champion` only when it beats the champion by more than
+`margin` (in the metric's own unit, a fraction for accuracies and errors), and `challenger` otherwise.
 """
 
 from __future__ import annotations

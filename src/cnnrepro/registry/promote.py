@@ -2,7 +2,7 @@
 
 Every model a pipeline run produced is registered as a new version. The version takes the alias `champion`
 when its headline metric beats the current champion's by more than the margin, or when there is no champion
-yet; otherwise it takes `challenger`. Tags on the version record the decision and both metric values, so the
+yet. Otherwise it takes `challenger`. Tags on the version record the decision and both metric values, so the
 registry itself keeps the promotion history.
 """
 
@@ -36,7 +36,7 @@ class Decision:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What happened to one model: the registered version, its alias, and both metric values."""
+    """Result of promotion for one model: the registered version, its alias, and both metric values."""
 
     key: str
     registered_model: str
@@ -167,7 +167,8 @@ def read_metric(path: Path, metric: str) -> float:
         node: Any = json.load(handle)
     for part in metric.split("."):
         if not isinstance(node, dict) or part not in node:
-            raise KeyError(f"{path} has no metric '{metric}' (keys: {', '.join(node) if isinstance(node, dict) else '-'})")
+            keys = ", ".join(node) if isinstance(node, dict) else "none"
+            raise KeyError(f"{path} has no metric '{metric}'; keys found: {keys}")
         node = node[part]
     return float(node)
 
@@ -230,7 +231,11 @@ def _promote_one(client, root: Path, key: str, rule: ModelRule, settings: Promot
     metrics_path = root / rule.metrics_file
     if not metrics_path.is_file():
         return _skipped(key, rule, f"metrics file {metrics_path} not found")
-    value = read_metric(metrics_path, rule.metric)
+    try:
+        value = read_metric(metrics_path, rule.metric)
+    except (KeyError, ValueError, TypeError) as err:
+        log.warning("%s: cannot read %s from %s: %s", key, rule.metric, metrics_path, err)
+        return _skipped(key, rule, f"invalid metric {rule.metric} in {metrics_path}: {err}")
     if experiment is None:
         return _skipped(key, rule, "the MLflow experiment does not exist", value)
     run = _stage_run(client, experiment.experiment_id, rule.source_stage, pipeline_id)
