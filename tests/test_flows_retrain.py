@@ -131,6 +131,7 @@ def test_flow_runs_stages_then_nothing(project, prefect_api, mlflow_uri, monkeyp
     assert "experiment: other" in (project / "params.yaml").read_text(), "override not written to params.yaml"
 
 
+@pytest.mark.slow
 def test_flow_push_promote_pull(project, prefect_api, mlflow_uri, tmp_path, monkeypatch):
     dvc(project, "remote", "add", "-d", "local", "dvc-remote")
     (project / ".gitignore").write_text("/dvc-remote/\n/metrics/\n")
@@ -175,28 +176,24 @@ def test_override_invalid_value_restores_params(project):
         overrides.apply(project, None, ["train.lenet5.no_such_key=1"])
 
 
-def test_flow_retries_failing_stage(project, prefect_api, mlflow_uri, tmp_path, monkeypatch):
+def test_flow_failure_then_retry(project, prefect_api, mlflow_uri, tmp_path, monkeypatch, webhook):
+    url, bodies = webhook
     counter = tmp_path / "failures"
     monkeypatch.setenv("TEST_FAIL_STAGE", "train@a")
     monkeypatch.setenv("TEST_FAIL_COUNTER", str(counter))
     monkeypatch.setenv("TEST_FAIL_TIMES", "1")
-    summary = retrain(root=str(project), promote=False, retries=2, retry_backoff_s=0.1, targets=["train@a"])
-    assert counter.read_text() == "1", f"train@a should have failed exactly once: {counter.read_text()}"
-    assert summary["ran"] == ["prepare", "train@a"], f"the retried stage did not complete: {summary}"
-    assert (project / "models" / "a.txt").is_file(), "train@a output missing after the retry"
-
-
-def test_flow_failure_posts_webhook(project, prefect_api, mlflow_uri, tmp_path, monkeypatch, webhook):
-    url, bodies = webhook
-    monkeypatch.setenv("TEST_FAIL_STAGE", "prepare")
-    monkeypatch.setenv("TEST_FAIL_COUNTER", str(tmp_path / "failures"))
-    monkeypatch.setenv("TEST_FAIL_TIMES", "99")
     with pytest.raises(Exception, match="exited with status"):
-        retrain(root=str(project), promote=False, retries=1, retry_backoff_s=0.1, webhook_url=url)
-    assert (tmp_path / "failures").read_text() == "2", "prepare should run once plus one retry"
+        retrain(root=str(project), promote=False, retries=0, targets=["train@a"], webhook_url=url)
+    assert counter.read_text() == "1", f"train@a should have run once without retries: {counter.read_text()}"
     assert [body["state"] for body in bodies] == ["Failed"], f"webhook should receive one Failed state: {bodies}"
     assert "exited with status" in bodies[0]["message"], f"failure message missing the cause: {bodies[0]}"
     assert "webhook_url" not in bodies[0]["parameters"], "the webhook URL must not be sent in the body"
+
+    monkeypatch.setenv("TEST_FAIL_TIMES", "2")
+    summary = retrain(root=str(project), promote=False, retries=2, retry_backoff_s=0.1, targets=["train@a"])
+    assert counter.read_text() == "2", f"train@a should have failed once more, then passed: {counter.read_text()}"
+    assert summary["ran"] == ["train@a"], f"the retried stage did not complete: {summary}"
+    assert (project / "models" / "a.txt").is_file(), "train@a output missing after the retry"
 
 
 def test_stage_timeout_kills_process_tree(project, prefect_api, mlflow_uri, tmp_path, monkeypatch):

@@ -214,11 +214,21 @@ def promote_pipeline(
 
     from cnnrepro.tracking import tracking_uri as default_uri
 
-    client = MlflowClient(tracking_uri=tracking_uri or default_uri(root))
+    import mlflow
+
+    uri = tracking_uri or default_uri(root)
+    client = MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name(experiment)
     outcomes = []
-    for key, rule in settings.models.items():
-        outcomes.append(_promote_one(client, root, key, rule, settings, found, pipeline_id))
+    # Registering a `models:/<id>` source resolves the LoggedModel through the global tracking URI, not the
+    # client's, so the global URI points at the same store while this runs.
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        for key, rule in settings.models.items():
+            outcomes.append(_promote_one(client, root, key, rule, settings, found, pipeline_id))
+    finally:
+        mlflow.set_tracking_uri(previous)
     return outcomes
 
 
