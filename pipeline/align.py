@@ -1,0 +1,47 @@
+"""DVC stage `align@<dataset>`: MTCNN detection and 2D similarity alignment of data/raw/<dataset>.
+
+Writes data/aligned/<dataset>/ (crops per size, report.csv, report.json, LFW protocol files, manifest.json)
+and metrics/align/<dataset>.json. Run from the repository root: `python -m pipeline.align lfw`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from cnnrepro import atomic, paths
+from cnnrepro.stage import StageContext, run_stage
+
+DATASETS = ("lfw", "faces")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or args[0] not in DATASETS:
+        print(f"usage: python -m pipeline.align {{{','.join(DATASETS)}}} (got {' '.join(args) or 'nothing'})", file=sys.stderr)
+        return 2
+    dataset = args[0]
+    raw = f"data/raw/{dataset}"
+    out = f"data/aligned/{dataset}"
+
+    def body(ctx: StageContext) -> dict[str, float]:
+        from cnnrepro.faces.runner import AlignSettings, align_folder
+
+        settings = AlignSettings.from_params(ctx.params["align"])
+        summary = align_folder(
+            ctx.root / raw,
+            ctx.root / out,
+            settings,
+            state=paths.state_dir(ctx.root) / "align",
+            input_digest=ctx.data_digests[dataset],
+            protocol=dataset == "lfw",
+        )
+        atomic.write_json(ctx.root / "metrics" / "align" / f"{dataset}.json", summary)
+        ctx.run.log_artifact(ctx.root / out / "report.csv", f"align/{dataset}")
+        ctx.run.log_artifact(ctx.root / out / "report.json", f"align/{dataset}")
+        return {f"align_{key}": float(value) for key, value in summary.items()}
+
+    return run_stage(f"align@{dataset}", ["align"], body, inputs={dataset: raw}, outputs=[out])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

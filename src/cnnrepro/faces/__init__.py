@@ -1,0 +1,1 @@
+"""Face detection (batched MTCNN) and 2D similarity alignment for the `align` stage."""
