@@ -114,7 +114,7 @@ def test_promote_pipeline_uses_stage_run_and_logged_model(tmp_path, client, stor
     client.set_terminated(run.info.run_id)
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics" / "lenet5.json").write_text(json.dumps({"error": 0.02}))
-    (tmp_path / "metrics" / "deepface.json").write_text(json.dumps({"accuracy": 0.9}))
+    (tmp_path / "metrics" / "deepface.json").write_text(json.dumps({"unsupervised.accuracy": 0.9}))
     rules = {
         "lenet5": ModelRule(
             registered_model="pipe-lenet5",
@@ -126,7 +126,7 @@ def test_promote_pipeline_uses_stage_run_and_logged_model(tmp_path, client, stor
         "deepface": ModelRule(
             registered_model="pipe-deepface",
             metrics_file="metrics/deepface.json",
-            metric="accuracy",
+            metric="unsupervised.accuracy",
             higher_is_better=True,
             source_stage="train@deepface",
         ),
@@ -138,7 +138,9 @@ def test_promote_pipeline_uses_stage_run_and_logged_model(tmp_path, client, stor
             source_stage="train@alexnet",
         ),
     }
-    outcomes = {o.key: o for o in promote_pipeline(tmp_path, "p-1", PromoteParams(models=rules), tracking_uri=store_uri)}
+    outcomes = {
+        o.key: o for o in promote_pipeline(tmp_path, "p-1", PromoteParams(), rules=rules, tracking_uri=store_uri)
+    }
 
     assert outcomes["lenet5"].alias == CHAMPION, f"lenet5 should be registered as champion: {outcomes['lenet5']}"
     version = client.get_model_version("pipe-lenet5", outcomes["lenet5"].version)
@@ -147,3 +149,12 @@ def test_promote_pipeline_uses_stage_run_and_logged_model(tmp_path, client, stor
     assert outcomes["deepface"].version is None, f"deepface did not run in p-1 and must be skipped: {outcomes['deepface']}"
     assert "did not run" in outcomes["deepface"].reason, f"skip reason unclear: {outcomes['deepface'].reason}"
     assert outcomes["alexnet"].version is None, f"alexnet has no metrics file and must be skipped: {outcomes['alexnet']}"
+
+
+def test_promote_params_profile_overlay():
+    settings = PromoteParams.model_validate({"models": {"googlenet": {"metric": "top5_error_7model_10crop"}}})
+    rules = settings.rules()
+    assert rules["googlenet"].metric == "top5_error_7model_10crop", f"overlay not applied: {rules['googlenet']}"
+    assert rules["googlenet"].source_stage == "ensemble@googlenet", "other googlenet defaults lost by the overlay"
+    assert rules["lenet5"].metric == "test_error", f"lenet5 default changed: {rules['lenet5']}"
+    assert sorted(rules) == ["alexnet", "deepface", "googlenet", "lenet5"], f"model keys: {sorted(rules)}"

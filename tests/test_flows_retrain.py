@@ -145,11 +145,11 @@ def test_flow_push_promote_pull(project, prefect_api, mlflow_uri, tmp_path, monk
         "source_stage": "train@a",
     }
     with open(project / "params.yaml", "a", encoding="utf-8") as handle:
-        yaml.safe_dump({"promote": {"enabled": True, "margin": 0.0, "models": {"a": rule}}}, handle)
+        yaml.safe_dump({"promote": {"enabled": True, "margin": 0.0, "models": {"lenet5": rule}}}, handle)
 
     first = retrain(root=str(project), retries=0, push=True)
     promotions = {outcome["key"]: outcome for outcome in first["promotions"]}
-    assert promotions["a"]["alias"] == "champion", f"the first model should become champion: {promotions}"
+    assert promotions["lenet5"]["alias"] == "champion", f"the first model should become champion: {promotions}"
     champion = MlflowClient(tracking_uri=mlflow_uri).get_model_version_by_alias("test-a", "champion")
     assert champion.tags["cnnrepro.promotion.value"] == "0.25", f"champion tags: {champion.tags}"
     pushed = [path for path in (project / "dvc-remote").rglob("*") if path.is_file()]

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,9 @@ def read_metric(path: Path, metric: str) -> float:
     """Return the value of dotted key `metric` in the JSON metrics file `path`."""
     with open(path, encoding="utf-8") as handle:
         node: Any = json.load(handle)
+    # Stages write flat keys that may contain dots (`unsupervised.accuracy`); nested objects also work.
+    if isinstance(node, dict) and metric in node:
+        return float(node[metric])
     for part in metric.split("."):
         if not isinstance(node, dict) or part not in node:
             keys = ", ".join(node) if isinstance(node, dict) else "none"
@@ -202,12 +206,13 @@ def promote_pipeline(
     pipeline_id: str,
     settings: PromoteParams,
     *,
+    rules: Mapping[str, ModelRule] | None = None,
     experiment: str = "cnnrepro",
     tracking_uri: str | None = None,
 ) -> list[Outcome]:
     """Register and promote every model whose source stage ran in pipeline run `pipeline_id`.
 
-    A model is skipped (version None in its Outcome) when its metrics file is missing or its source stage did
+    `rules` replaces the models of `settings` when given. A model is skipped (version None in its Outcome) when its metrics file is missing or its source stage did
     not run in this pipeline run, because DVC found it up to date: that model is registered already.
     """
     from mlflow import MlflowClient
@@ -225,7 +230,7 @@ def promote_pipeline(
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
     try:
-        for key, rule in settings.models.items():
+        for key, rule in (settings.rules() if rules is None else rules).items():
             outcomes.append(_promote_one(client, root, key, rule, settings, found, pipeline_id))
     finally:
         mlflow.set_tracking_uri(previous)
