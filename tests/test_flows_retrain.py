@@ -316,3 +316,13 @@ def test_prefect_yaml_deploys(prefect_api):
     assert deployment.pull_steps[0]["prefect.deployments.steps.set_working_directory"]["directory"] == str(REPO), (
         f"pull steps: {deployment.pull_steps}"
     )
+
+
+def test_stage_order_of_project_graph():
+    order = graph.stage_order(REPO)
+    position = {stage: index for index, stage in enumerate(order)}
+    assert order[-1] == "report", f"report should run last: {order}"
+    assert position["download@mnist"] < position["train@lenet5"] < position["evaluate@lenet5"], f"order: {order}"
+    assert position["align@faces"] < position["train@deepface"], f"align must precede training: {order}"
+    members = [position[f"evaluate@googlenet-{n}"] for n in range(1, 8)]
+    assert max(members) < position["ensemble@googlenet"], f"ensemble must follow every member: {order}"
