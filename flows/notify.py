@@ -1,7 +1,7 @@
 """Flow state hooks: log a one-line summary and POST it as JSON to a webhook when one is configured.
 
 The webhook URL is the flow parameter `webhook_url`, else the environment variable CNNREPRO_WEBHOOK_URL.
-A webhook that fails is logged and never fails the flow.
+A failed POST is logged and does not change the flow run's state.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def _report(flow, flow_run, state, level: int) -> None:
     if url:
         status = post_json(url, body)
         if status is not None:
-            logger.info("webhook %s answered HTTP %d", url, status)
+            logger.info("webhook %s returned HTTP %d", url, status)
 
 
 def on_completion(flow, flow_run, state) -> None:

@@ -133,8 +133,8 @@ def run_streaming(
         finished = True
         return process.returncode
     finally:
-        # The leader has exited, but a grandchild it left behind would still hold the group, so the group is
-        # killed whenever anything of it is left, including after a normal exit.
+        # A grandchild can outlive the leader and keep the group alive. So the group is killed whenever a
+        # member is left, also after a normal exit.
         if not finished or _group_alive(pgid):
             kill_tree(pgid, grace_s)
         process.wait()

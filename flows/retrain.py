@@ -63,8 +63,8 @@ def _run_command(command: list[str], root: Path, env: dict[str, str], timeout_s:
 
 
 def _retry_unless_timeout(task, task_run, state) -> bool:
-    # A stage that ran out of time would run out of time again; other failures (a lost data loader worker,
-    # a full disk that was cleaned up, a flaky download) are worth another try.
+    # A stage that ran out of time would run out of time again. Other failures, such as a lost data loader
+    # worker or a failed download, are worth another try.
     error = state.result(raise_on_failure=False)
     return not isinstance(error, process.CommandTimeout)
 

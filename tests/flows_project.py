@@ -47,6 +47,16 @@ STAGE_SCRIPT = textwrap.dedent(
 
         with stage_run(name, profile="smoke") as run:
             run.log_metrics({"chars": len(text)})
+            if os.environ.get("TEST_ERROR"):
+                import json
+                import mlflow
+
+                client = mlflow.MlflowClient()
+                experiment_id = client.get_run(run.run_id).info.experiment_id
+                client.create_logged_model(experiment_id, name=name.replace("@", "-"), source_run_id=run.run_id)
+                metrics = Path("metrics") / f"{name}.json"
+                metrics.parent.mkdir(exist_ok=True)
+                metrics.write_text(json.dumps({"error": float(os.environ["TEST_ERROR"])}))
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
     print(f"stage {name} wrote {output}", flush=True)

@@ -11,9 +11,18 @@ from cnnrepro.params.promote import ModelRule, PromoteParams
 from cnnrepro.registry import CHALLENGER, CHAMPION, decide, promote_pipeline, register_and_promote
 
 
+@pytest.fixture(scope="module")
+def store_uri(tmp_path_factory) -> str:
+    """One SQLite store for the module, because creating its tables takes about a second."""
+    return f"sqlite:///{tmp_path_factory.mktemp('registry') / 'mlflow.db'}"
+
+
 @pytest.fixture
-def client(mlflow_uri):
-    return MlflowClient(tracking_uri=mlflow_uri)
+def client(store_uri, request):
+    """A client whose tests each use their own registered model name."""
+    client = MlflowClient(tracking_uri=store_uri)
+    client.model_name = f"test-{request.node.name.replace('[', '-').replace(']', '')}"
+    return client
 
 
 def _register(client, value: float, *, higher_is_better: bool = False, margin: float = 0.01):
@@ -24,7 +33,7 @@ def _register(client, value: float, *, higher_is_better: bool = False, margin: f
     return register_and_promote(
         client,
         key="lenet5",
-        registered_model="test-lenet5",
+        registered_model=client.model_name,
         source=run.info.artifact_uri,
         metric="error",
         value=value,
@@ -35,14 +44,14 @@ def _register(client, value: float, *, higher_is_better: bool = False, margin: f
 
 
 def _alias_version(client, alias: str) -> str:
-    return str(client.get_model_version_by_alias("test-lenet5", alias).version)
+    return str(client.get_model_version_by_alias(client.model_name, alias).version)
 
 
 def test_promotion_first_model_becomes_champion(client):
     outcome = _register(client, 0.05)
     assert outcome.alias == CHAMPION, f"first version should be champion: {outcome}"
     assert _alias_version(client, CHAMPION) == outcome.version, "alias champion does not point at the new version"
-    tags = client.get_model_version("test-lenet5", outcome.version).tags
+    tags = client.get_model_version(client.model_name, outcome.version).tags
     assert tags["cnnrepro.promotion.decision"] == CHAMPION, f"decision tag wrong: {tags}"
     assert tags["cnnrepro.promotion.champion_value"] == "none", f"first version has no champion to compare: {tags}"
     assert float(tags["cnnrepro.promotion.value"]) == 0.05, f"value tag wrong: {tags}"
@@ -53,7 +62,7 @@ def test_promotion_better_model_takes_champion(client):
     second = _register(client, 0.03)
     assert second.alias == CHAMPION, f"lower error by more than the margin should promote: {second}"
     assert _alias_version(client, CHAMPION) == second.version, "champion alias did not move to the better version"
-    tags = client.get_model_version("test-lenet5", second.version).tags
+    tags = client.get_model_version(client.model_name, second.version).tags
     assert float(tags["cnnrepro.promotion.champion_value"]) == 0.05, f"champion value tag wrong: {tags}"
     assert tags["cnnrepro.promotion.champion_version"] == first.version, f"champion version tag wrong: {tags}"
 
@@ -64,7 +73,7 @@ def test_promotion_worse_model_is_challenger(client):
     assert second.alias == CHALLENGER, f"higher error must not promote: {second}"
     assert _alias_version(client, CHAMPION) == first.version, "champion moved away from the better version"
     assert _alias_version(client, CHALLENGER) == second.version, "challenger alias not on the worse version"
-    tags = client.get_model_version("test-lenet5", second.version).tags
+    tags = client.get_model_version(client.model_name, second.version).tags
     assert tags["cnnrepro.promotion.decision"] == CHALLENGER, f"decision tag wrong: {tags}"
 
 
@@ -98,14 +107,14 @@ def test_decide_table(value, champion, higher, margin, expected):
     assert decision.promote is expected, f"decide({value}, {champion}, higher={higher}, margin={margin}): {decision}"
 
 
-def test_promote_pipeline_uses_stage_run_and_logged_model(tmp_path, client, mlflow_uri):
+def test_promote_pipeline_uses_stage_run_and_logged_model(tmp_path, client, store_uri):
     experiment_id = client.create_experiment("cnnrepro")
     run = client.create_run(experiment_id, tags={"cnnrepro.stage": "train@lenet5", "cnnrepro.pipeline_id": "p-1"})
     model = client.create_logged_model(experiment_id, name="lenet5", source_run_id=run.info.run_id)
     client.set_terminated(run.info.run_id)
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics" / "lenet5.json").write_text(json.dumps({"error": 0.02}))
-    (tmp_path / "metrics" / "deepface.json").write_text(json.dumps({"accuracy": 0.9}))
+    (tmp_path / "metrics" / "deepface.json").write_text(json.dumps({"unsupervised.accuracy": 0.9}))
     rules = {
         "lenet5": ModelRule(
             registered_model="pipe-lenet5",
@@ -117,7 +126,7 @@ def test_promote_pipeline_uses_stage_run_and_logged_model(tmp_path, client, mlfl
         "deepface": ModelRule(
             registered_model="pipe-deepface",
             metrics_file="metrics/deepface.json",
-            metric="accuracy",
+            metric="unsupervised.accuracy",
             higher_is_better=True,
             source_stage="train@deepface",
         ),
@@ -129,7 +138,9 @@ def test_promote_pipeline_uses_stage_run_and_logged_model(tmp_path, client, mlfl
             source_stage="train@alexnet",
         ),
     }
-    outcomes = {o.key: o for o in promote_pipeline(tmp_path, "p-1", PromoteParams(models=rules), tracking_uri=mlflow_uri)}
+    outcomes = {
+        o.key: o for o in promote_pipeline(tmp_path, "p-1", PromoteParams(), rules=rules, tracking_uri=store_uri)
+    }
 
     assert outcomes["lenet5"].alias == CHAMPION, f"lenet5 should be registered as champion: {outcomes['lenet5']}"
     version = client.get_model_version("pipe-lenet5", outcomes["lenet5"].version)
@@ -138,3 +149,12 @@ def test_promote_pipeline_uses_stage_run_and_logged_model(tmp_path, client, mlfl
     assert outcomes["deepface"].version is None, f"deepface did not run in p-1 and must be skipped: {outcomes['deepface']}"
     assert "did not run" in outcomes["deepface"].reason, f"skip reason unclear: {outcomes['deepface'].reason}"
     assert outcomes["alexnet"].version is None, f"alexnet has no metrics file and must be skipped: {outcomes['alexnet']}"
+
+
+def test_promote_params_profile_overlay():
+    settings = PromoteParams.model_validate({"models": {"googlenet": {"metric": "top5_error_7model_10crop"}}})
+    rules = settings.rules()
+    assert rules["googlenet"].metric == "top5_error_7model_10crop", f"overlay not applied: {rules['googlenet']}"
+    assert rules["googlenet"].source_stage == "ensemble@googlenet", "other googlenet defaults lost by the overlay"
+    assert rules["lenet5"].metric == "test_error", f"lenet5 default changed: {rules['lenet5']}"
+    assert sorted(rules) == ["alexnet", "deepface", "googlenet", "lenet5"], f"model keys: {sorted(rules)}"

@@ -13,12 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from mlflow import MlflowClient
 
 from flows import graph, overrides, process
 from flows.retrain import build_deployment, main, retrain
 from cnnrepro.params import ParamsError
-from tests.flows_project import REPO, STAGES, dvc, make_project
+from tests.flows_project import REPO, STAGES, dvc, git, make_project
 
 
 @pytest.fixture(scope="session")
@@ -130,6 +131,42 @@ def test_flow_runs_stages_then_nothing(project, prefect_api, mlflow_uri, monkeyp
     assert "experiment: other" in (project / "params.yaml").read_text(), "override not written to params.yaml"
 
 
+@pytest.mark.slow
+def test_flow_push_promote_pull(project, prefect_api, mlflow_uri, tmp_path, monkeypatch):
+    dvc(project, "remote", "add", "-d", "local", "dvc-remote")
+    (project / ".gitignore").write_text("/dvc-remote/\n/metrics/\n")
+    monkeypatch.setenv("TEST_TRACK", "train@a")
+    monkeypatch.setenv("TEST_ERROR", "0.25")
+    rule = {
+        "registered_model": "test-a",
+        "metrics_file": "metrics/train@a.json",
+        "metric": "error",
+        "higher_is_better": False,
+        "source_stage": "train@a",
+    }
+    with open(project / "params.yaml", "a", encoding="utf-8") as handle:
+        yaml.safe_dump({"promote": {"enabled": True, "margin": 0.0, "models": {"lenet5": rule}}}, handle)
+
+    first = retrain(root=str(project), retries=0, push=True)
+    promotions = {outcome["key"]: outcome for outcome in first["promotions"]}
+    assert promotions["lenet5"]["alias"] == "champion", f"the first model should become champion: {promotions}"
+    champion = MlflowClient(tracking_uri=mlflow_uri).get_model_version_by_alias("test-a", "champion")
+    assert champion.tags["cnnrepro.promotion.value"] == "0.25", f"champion tags: {champion.tags}"
+    pushed = [path for path in (project / "dvc-remote").rglob("*") if path.is_file()]
+    assert len(pushed) == len(STAGES), f"push=True should fill the remote with one file per output: {pushed}"
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "pipeline run")
+
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(project), str(clone))
+    dvc(clone, "remote", "modify", "--local", "local", "url", str(project / "dvc-remote"))
+    monkeypatch.delenv("TEST_TRACK")
+    summary = retrain(root=str(clone), retries=0, pull=True)
+    assert summary["ran"] == [], f"after dvc pull every stage of the clone should be up to date: {summary}"
+    report = (clone / "reports" / "report.txt").read_text()
+    assert report == (project / "reports" / "report.txt").read_text(), "pulled report differs from the pushed one"
+
+
 def test_override_invalid_value_restores_params(project):
     before = (project / "params.yaml").read_text()
     with pytest.raises(ParamsError, match="train.lenet5.epochs"):
@@ -139,28 +176,24 @@ def test_override_invalid_value_restores_params(project):
         overrides.apply(project, None, ["train.lenet5.no_such_key=1"])
 
 
-def test_flow_retries_failing_stage(project, prefect_api, mlflow_uri, tmp_path, monkeypatch):
+def test_flow_failure_then_retry(project, prefect_api, mlflow_uri, tmp_path, monkeypatch, webhook):
+    url, bodies = webhook
     counter = tmp_path / "failures"
     monkeypatch.setenv("TEST_FAIL_STAGE", "train@a")
     monkeypatch.setenv("TEST_FAIL_COUNTER", str(counter))
     monkeypatch.setenv("TEST_FAIL_TIMES", "1")
-    summary = retrain(root=str(project), promote=False, retries=2, retry_backoff_s=0.1, targets=["train@a"])
-    assert counter.read_text() == "1", f"train@a should have failed exactly once: {counter.read_text()}"
-    assert summary["ran"] == ["prepare", "train@a"], f"the retried stage did not complete: {summary}"
-    assert (project / "models" / "a.txt").is_file(), "train@a output missing after the retry"
-
-
-def test_flow_failure_posts_webhook(project, prefect_api, mlflow_uri, tmp_path, monkeypatch, webhook):
-    url, bodies = webhook
-    monkeypatch.setenv("TEST_FAIL_STAGE", "prepare")
-    monkeypatch.setenv("TEST_FAIL_COUNTER", str(tmp_path / "failures"))
-    monkeypatch.setenv("TEST_FAIL_TIMES", "99")
     with pytest.raises(Exception, match="exited with status"):
-        retrain(root=str(project), promote=False, retries=1, retry_backoff_s=0.1, webhook_url=url)
-    assert (tmp_path / "failures").read_text() == "2", "prepare should run once plus one retry"
+        retrain(root=str(project), promote=False, retries=0, targets=["train@a"], webhook_url=url)
+    assert counter.read_text() == "1", f"train@a should have run once without retries: {counter.read_text()}"
     assert [body["state"] for body in bodies] == ["Failed"], f"webhook should receive one Failed state: {bodies}"
     assert "exited with status" in bodies[0]["message"], f"failure message missing the cause: {bodies[0]}"
     assert "webhook_url" not in bodies[0]["parameters"], "the webhook URL must not be sent in the body"
+
+    monkeypatch.setenv("TEST_FAIL_TIMES", "2")
+    summary = retrain(root=str(project), promote=False, retries=2, retry_backoff_s=0.1, targets=["train@a"])
+    assert counter.read_text() == "2", f"train@a should have failed once more, then passed: {counter.read_text()}"
+    assert summary["ran"] == ["train@a"], f"the retried stage did not complete: {summary}"
+    assert (project / "models" / "a.txt").is_file(), "train@a output missing after the retry"
 
 
 def test_stage_timeout_kills_process_tree(project, prefect_api, mlflow_uri, tmp_path, monkeypatch):
@@ -283,3 +316,13 @@ def test_prefect_yaml_deploys(prefect_api):
     assert deployment.pull_steps[0]["prefect.deployments.steps.set_working_directory"]["directory"] == str(REPO), (
         f"pull steps: {deployment.pull_steps}"
     )
+
+
+def test_stage_order_of_project_graph():
+    order = graph.stage_order(REPO)
+    position = {stage: index for index, stage in enumerate(order)}
+    assert order[-1] == "report", f"report should run last: {order}"
+    assert position["download@mnist"] < position["train@lenet5"] < position["evaluate@lenet5"], f"order: {order}"
+    assert position["align@faces"] < position["train@deepface"], f"align must precede training: {order}"
+    members = [position[f"evaluate@googlenet-{n}"] for n in range(1, 8)]
+    assert max(members) < position["ensemble@googlenet"], f"ensemble must follow every member: {order}"

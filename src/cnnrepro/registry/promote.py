@@ -2,7 +2,7 @@
 
 Every model a pipeline run produced is registered as a new version. The version takes the alias `champion`
 when its headline metric beats the current champion's by more than the margin, or when there is no champion
-yet; otherwise it takes `challenger`. Tags on the version record the decision and both metric values, so the
+yet. Otherwise it takes `challenger`. Tags on the version record the decision and both metric values, so the
 registry itself keeps the promotion history.
 """
 
@@ -12,6 +12,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ class Decision:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What happened to one model: the registered version, its alias, and both metric values."""
+    """Result of promotion for one model: the registered version, its alias, and both metric values."""
 
     key: str
     registered_model: str
@@ -165,9 +166,13 @@ def read_metric(path: Path, metric: str) -> float:
     """Return the value of dotted key `metric` in the JSON metrics file `path`."""
     with open(path, encoding="utf-8") as handle:
         node: Any = json.load(handle)
+    # Stages write flat keys that may contain dots (`unsupervised.accuracy`); nested objects also work.
+    if isinstance(node, dict) and metric in node:
+        return float(node[metric])
     for part in metric.split("."):
         if not isinstance(node, dict) or part not in node:
-            raise KeyError(f"{path} has no metric '{metric}' (keys: {', '.join(node) if isinstance(node, dict) else '-'})")
+            keys = ", ".join(node) if isinstance(node, dict) else "none"
+            raise KeyError(f"{path} has no metric '{metric}'; keys found: {keys}")
         node = node[part]
     return float(node)
 
@@ -201,23 +206,34 @@ def promote_pipeline(
     pipeline_id: str,
     settings: PromoteParams,
     *,
+    rules: Mapping[str, ModelRule] | None = None,
     experiment: str = "cnnrepro",
     tracking_uri: str | None = None,
 ) -> list[Outcome]:
     """Register and promote every model whose source stage ran in pipeline run `pipeline_id`.
 
-    A model is skipped (version None in its Outcome) when its metrics file is missing or its source stage did
+    `rules` replaces the models of `settings` when given. A model is skipped (version None in its Outcome) when its metrics file is missing or its source stage did
     not run in this pipeline run, because DVC found it up to date: that model is registered already.
     """
     from mlflow import MlflowClient
 
     from cnnrepro.tracking import tracking_uri as default_uri
 
-    client = MlflowClient(tracking_uri=tracking_uri or default_uri(root))
+    import mlflow
+
+    uri = tracking_uri or default_uri(root)
+    client = MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name(experiment)
     outcomes = []
-    for key, rule in settings.models.items():
-        outcomes.append(_promote_one(client, root, key, rule, settings, found, pipeline_id))
+    # Registering a `models:/<id>` source resolves the LoggedModel through the global tracking URI, not the
+    # client's, so the global URI points at the same store while this runs.
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        for key, rule in (settings.rules() if rules is None else rules).items():
+            outcomes.append(_promote_one(client, root, key, rule, settings, found, pipeline_id))
+    finally:
+        mlflow.set_tracking_uri(previous)
     return outcomes
 
 
@@ -230,7 +246,11 @@ def _promote_one(client, root: Path, key: str, rule: ModelRule, settings: Promot
     metrics_path = root / rule.metrics_file
     if not metrics_path.is_file():
         return _skipped(key, rule, f"metrics file {metrics_path} not found")
-    value = read_metric(metrics_path, rule.metric)
+    try:
+        value = read_metric(metrics_path, rule.metric)
+    except (KeyError, ValueError, TypeError) as err:
+        log.warning("%s: cannot read %s from %s: %s", key, rule.metric, metrics_path, err)
+        return _skipped(key, rule, f"invalid metric {rule.metric} in {metrics_path}: {err}")
     if experiment is None:
         return _skipped(key, rule, "the MLflow experiment does not exist", value)
     run = _stage_run(client, experiment.experiment_id, rule.source_stage, pipeline_id)
