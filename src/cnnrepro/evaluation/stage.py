@@ -214,9 +214,11 @@ def evaluate_ilsvrc(ctx, key: str, out: Path) -> dict[str, float]:
     folder = ctx.root / "data" / "raw" / "imagenet"
     model, meta = load_model(ctx.root, key)
     items = imagenet.split(folder, "eval")
-    if section.max_images:
-        items = items[: section.max_images]
-        log.warning("evaluating only the first %d images (evaluate.ilsvrc.max_images)", len(items))
+    if section.max_images and section.max_images < len(items):
+        # Evenly spaced, so that a subset of a class-sorted list still covers every class.
+        step = len(items) / section.max_images
+        items = [items[int(i * step)] for i in range(section.max_images)]
+        log.warning("evaluating %d evenly spaced images only (evaluate.ilsvrc.max_images)", len(items))
     mapping = _label_map(imagenet.classes(folder), list(meta["classes"]), folder)
     labels = mapping[np.array([item.label for item in items])]
     dataset = classification.CropDataset(
