@@ -19,6 +19,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from cnnrepro.params.align import AlignParams
 from cnnrepro.params.download import DownloadParams
 from cnnrepro.params.evaluate import EnsembleParams, EvaluateParams, ReportParams
+from cnnrepro.params.promote import PromoteParams
 from cnnrepro.params.train import TrainParams
 from cnnrepro.params.tracking import TrackingParams
 
@@ -44,6 +45,7 @@ class Params(BaseModel):
     ensemble: EnsembleParams
     report: ReportParams
     tracking: TrackingParams
+    promote: PromoteParams
 
 
 def _field_type(model: type[BaseModel], name: str) -> Any:
