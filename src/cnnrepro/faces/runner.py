@@ -290,7 +290,8 @@ class Aligner:
                 for rel, array in zip(paths, arrays, strict=True):
                     target = _crop_path(work / "crops", size, rel)
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    Image.fromarray(array, mode="RGB").save(target, format="PNG")
+                    # zlib level 1: about 4x faster to write than PIL's default 6, for files about 10% larger.
+                    Image.fromarray(array, mode="RGB").save(target, format="PNG", compress_level=1)
             records.extend(batch_records)
         return records
 
