@@ -74,7 +74,8 @@ def main() -> None:
 
     print(f"images: {len(files)}, torch threads: {args.threads}, workers: {args.workers}, "
           f"batch size: {args.batch_size}")
-    print(f"per-image MTCNN.detect loop: {per_image:7.1f} images/s (before: {baseline[0]:.1f}, after: {baseline[1]:.1f})")
+    spread = f"before: {baseline[0]:.1f}, after: {baseline[1]:.1f}"
+    print(f"per-image MTCNN.detect loop: {per_image:7.1f} images/s ({spread})")
     print(f"batched aligner (stage):     {batched:7.1f} images/s  ({summary['aligned']:.0f} aligned, "
           f"{summary['fallback']:.0f} fallback, {summary['errors']:.0f} errors)")
     print(f"ratio: {batched / per_image:.2f}x")
