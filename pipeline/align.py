@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx.run.log_artifact(ctx.root / out / "report.json", f"align/{dataset}")
         return {f"align_{key}": float(value) for key, value in summary.items()}
 
-    return run_stage("align", ["align"], body, inputs={dataset: raw}, outputs=[out])
+    return run_stage(f"align@{dataset}", ["align"], body, inputs={dataset: raw}, outputs=[out])
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     tracking = commands.add_parser("tracking", help="MLflow tracking maintenance")
     tracking_commands = tracking.add_subparsers(dest="tracking_command", required=True)
     sync = tracking_commands.add_parser("sync", help="log the records that stages kept while MLflow was down")
-    sync.add_argument("--uri", default=None, help="tracking URI to log to (default: where each stage tried)")
+    sync.add_argument("--uri", default=None, help="tracking URI to log to (default: MLFLOW_TRACKING_URI or mlflow.db)")
     sync.set_defaults(func=_cmd_tracking_sync)
     return parser
 

@@ -37,6 +37,52 @@ class StageContext:
         return self.params["profile"]
 
 
+def _substitute(value: str, key: str, item) -> str:
+    value = value.replace("${key}", key)
+    if isinstance(item, dict):
+        for name, sub in item.items():
+            value = value.replace(f"${{item.{name}}}", str(sub))
+    else:
+        value = value.replace("${item}", str(item))
+    return value
+
+
+def declared_params(root: Path, stage: str) -> list[str]:
+    """Return the params keys that dvc.yaml declares for `stage` (such as `train@lenet5`).
+
+    Only the dvc.yaml forms this project uses are resolved: plain stages and `foreach` over a list or a mapping.
+    """
+    import yaml
+
+    with open(root / "dvc.yaml", encoding="utf-8") as handle:
+        stages = yaml.safe_load(handle)["stages"]
+    group, _, item_key = stage.partition("@")
+    if group not in stages:
+        raise KeyError(f"dvc.yaml has no stage {group!r}")
+    definition = stages[group]
+    if "foreach" not in definition:
+        return [str(p) for p in definition.get("params", [])]
+    items = definition["foreach"]
+    item = items[item_key] if isinstance(items, dict) else item_key
+    if (isinstance(items, dict) and item_key not in items) or (isinstance(items, list) and item_key not in items):
+        raise KeyError(f"dvc.yaml stage {group!r} has no item {item_key!r}")
+    return [_substitute(str(p), item_key, item) for p in definition["do"].get("params", [])]
+
+
+def check_declared(root: Path, stage: str, keys: Iterable[str]) -> None:
+    """Raise RuntimeError when the stage would read a params key that dvc.yaml does not declare for it.
+
+    DVC reruns a stage only when a declared key changes, so an undeclared read could restore stale outputs.
+    """
+    declared = declared_params(root, stage)
+    for key in keys:
+        if not any(key == d or key.startswith(d + ".") for d in declared):
+            raise RuntimeError(
+                f"stage {stage} reads params key '{key}' but dvc.yaml declares only {declared}; "
+                f"add '{key}' to the stage's params in dvc.yaml"
+            )
+
+
 def _data_digests(inputs: Mapping[str, Path]) -> dict[str, str]:
     digests = {}
     for name, folder in inputs.items():
@@ -64,6 +110,7 @@ def run_stage(
     logs.setup()
     root = paths.repo_root()
     started = time.perf_counter()
+    check_declared(root, name, [*COMMON_KEYS, *keys])
     try:
         loaded = params.load([*COMMON_KEYS, *keys], root / params.PARAMS_FILE)
     except params.ParamsError as err:

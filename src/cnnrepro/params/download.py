@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveFloat
+from pydantic import Field, PositiveFloat, PositiveInt
 
 from cnnrepro.params.base import Section
 
@@ -29,7 +29,14 @@ class FacesDownload(Section):
     """The identity-labelled face training set: any `<identity>/<image>` folder or archive."""
 
     source: Literal["orl", "lfw-train-folds", "folder"] = "orl"
+    # source folder: an <identity>/<image> folder, or a .tar, .tar.gz or .zip archive of one.
     path: str | None = None
+    # source lfw-train-folds: the people.txt set (0-9) left out of training. Its people are those of the same
+    # fold of pairs.txt, the only fold a model trained on this set may be tested on.
+    test_fold: int = Field(9, ge=0, le=9)
+    # source lfw-train-folds: people with fewer LFW images are left out (a class needs two images to appear
+    # in both a training and a validation split).
+    min_images: PositiveInt = 2
 
 
 class DownloadParams(Section):

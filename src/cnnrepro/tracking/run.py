@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -34,13 +33,26 @@ def tracking_uri(root: Path | None = None) -> str:
     """Return MLFLOW_TRACKING_URI, or the SQLite store `mlflow.db` at the root of the user's checkout."""
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
-    checkout = paths.main_checkout(root or paths.repo_root())
+    checkout = paths.main_checkout((root or paths.repo_root()).resolve())
     return f"sqlite:///{checkout / 'mlflow.db'}"
+
+
+def redact(uri: str) -> str:
+    """Return `uri` with any user name and password replaced by ***, for logs and messages."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
 
 
 def artifact_root(root: Path | None = None) -> str:
     """Return the artifact folder used for experiments this project creates in a local SQLite store."""
-    return (paths.main_checkout(root or paths.repo_root()) / "mlartifacts").as_uri()
+    return (paths.main_checkout((root or paths.repo_root()).resolve()) / "mlartifacts").as_uri()
 
 
 def git_commit(root: Path | None = None) -> str | None:
@@ -74,7 +86,7 @@ def pipeline_id() -> str:
 
 
 def _server_reachable(uri: str, timeout: float = 5.0) -> str | None:
-    """Return None when the tracking store answers, else the reason it does not."""
+    """Return None when the tracking server responds, else the reason it does not."""
     if not uri.startswith(("http://", "https://")):
         return None
     import requests
@@ -82,9 +94,9 @@ def _server_reachable(uri: str, timeout: float = 5.0) -> str | None:
     try:
         response = requests.get(uri.rstrip("/") + "/health", timeout=timeout)
     except requests.RequestException as err:
-        return f"{type(err).__name__}: {err}"
+        return f"{type(err).__name__}: {redact(str(err))}"
     if response.status_code >= 400:
-        return f"HTTP {response.status_code} from {uri}/health"
+        return f"HTTP {response.status_code} from {redact(uri)}/health"
     return None
 
 
@@ -151,7 +163,7 @@ class StageRun:
             return found.experiment_id
 
     def check_required(self) -> None:
-        """Raise TrackingError when the tracking server does not answer; used before any work."""
+        """Raise TrackingError when the tracking server does not respond. Stages call it before any work."""
         reason = _server_reachable(self.uri)
         if reason is None:
             try:
@@ -160,7 +172,7 @@ class StageRun:
                 reason = f"{type(err).__name__}: {err}"
         if reason is not None:
             raise TrackingError(
-                f"MLflow tracking server {self.uri} is required (tracking.required: true) but failed: {reason}. "
+                f"MLflow tracking server {redact(self.uri)} is required (tracking.required: true) but failed: {reason}. "
                 f"Start the server, fix MLFLOW_TRACKING_URI, or set tracking.required to false."
             )
 
@@ -182,11 +194,11 @@ class StageRun:
 
     def _go_offline(self, err: BaseException, start: dict[str, Any] | None = None) -> None:
         if self.spool is None:
-            self.failure = f"{type(err).__name__}: {err}"
+            self.failure = f"{type(err).__name__}: {redact(str(err))}"
             log.warning(
                 "MLflow tracking at %s failed (%s); the stage goes on and keeps its records for "
                 "`cnnrepro tracking sync`",
-                self.uri,
+                redact(self.uri),
                 self.failure,
             )
             self.spool = Spool.create(paths.state_dir(self.root), self.stage, self.uri)
@@ -298,10 +310,10 @@ class StageRun:
         if self.spool is not None:
             self.spool.append({"op": "end", "status": status})
             log.warning(
-                "MLflow records of %s are saved in %s; log them with `cnnrepro tracking sync` once %s answers",
+                "MLflow records of %s are saved in %s; log them with `cnnrepro tracking sync` once %s responds",
                 self.stage,
                 self.spool.folder,
-                self.uri,
+                redact(self.uri),
             )
 
 
@@ -309,7 +321,7 @@ class StageRun:
 def _active_run(run_id: str) -> Iterator[None]:
     import mlflow
 
-    # An exported MLFLOW_RUN_ID would override the run we ask for.
+    # An exported MLFLOW_RUN_ID would override the requested run.
     saved = os.environ.pop("MLFLOW_RUN_ID", None)
     try:
         with mlflow.start_run(run_id=run_id):
@@ -355,10 +367,3 @@ def stage_run(
         raise
     run.end("FINISHED")
 
-
-def copy_tree(src: Path, dst: Path) -> None:
-    if src.is_dir():
-        shutil.copytree(src, dst, dirs_exist_ok=True)
-    else:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, dst)

@@ -27,7 +27,10 @@ class Spool:
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stage)
         folder = state_dir / SPOOL_DIR / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}-{uuid.uuid4().hex[:8]}"
         folder.mkdir(parents=True)
-        (folder / "target.json").write_text(json.dumps({"uri": uri, "stage": stage}) + "\n")
+        from cnnrepro.tracking.run import redact
+
+        # Only a redacted URI is stored: credentials never go to disk. `sync` logs to the current tracking URI.
+        (folder / "target.json").write_text(json.dumps({"uri": redact(uri), "stage": stage}) + "\n")
         return cls(folder)
 
     def append(self, op: dict[str, Any]) -> None:
@@ -138,18 +141,24 @@ def _replay(folder: Path, uri: str) -> str:
 
 
 def sync(state_dir: Path, uri: str | None = None) -> tuple[int, int]:
-    """Replay every spooled stage run; return (logged, still pending). Replayed folders are deleted."""
+    """Replay every spooled stage run to `uri` (default: the current tracking URI); return (logged, pending).
+
+    Replayed folders are deleted; a folder that fails stays for the next sync.
+    """
+    from cnnrepro.tracking.run import redact, tracking_uri
+
+    destination = uri or tracking_uri()
     logged = failed = 0
     for folder in pending(state_dir):
-        target = json.loads((folder / "target.json").read_text())
-        destination = uri or target["uri"]
         try:
             run_id = _replay(folder, destination)
         except Exception as err:
             failed += 1
-            log.error("could not log %s to %s: %s: %s", folder.name, destination, type(err).__name__, err)
+            log.error(
+                "could not log %s to %s: %s: %s", folder.name, redact(destination), type(err).__name__, redact(str(err))
+            )
             continue
         shutil.rmtree(folder)
         logged += 1
-        log.info("logged %s to %s as run %s", folder.name, destination, run_id)
+        log.info("logged %s to %s as run %s", folder.name, redact(destination), run_id)
     return logged, failed
