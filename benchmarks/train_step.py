@@ -31,26 +31,43 @@ def torchvision_loss(outputs, target: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(outputs, target)
 
 
-def images_per_second(model, loss_fn, batch: int, size: int, steps: int, device, channels_last: bool) -> float:
-    """Return the best images/s over `steps` timed training steps, after one warm-up step."""
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(device, memory_format=memory_format).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=memory_format)
-    y = torch.randint(0, 1000, (batch,), device=device)
-    best = float("inf")
-    for step in range(steps + 1):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+class Trainer:
+    """One model, its optimizer and a fixed random batch; `step()` times one training step."""
+
+    def __init__(self, model, loss_fn, batch: int, size: int, device, channels_last: bool):
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = model.to(device, memory_format=memory_format).train()
+        self.loss_fn = loss_fn
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9)
+        self.x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=memory_format)
+        self.y = torch.randint(0, 1000, (batch,), device=device)
+        self.device = device
+
+    def step(self) -> float:
+        """Run one forward, backward and SGD update; return its wall time in seconds."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
         start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if step > 0:
-            best = min(best, time.perf_counter() - start)
-    return batch / best
+        self.optimizer.zero_grad(set_to_none=True)
+        self.loss_fn(self.model(self.x), self.y).backward()
+        self.optimizer.step()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - start
+
+
+def images_per_second(trainers: dict[str, Trainer], batch: int, steps: int) -> dict[str, float]:
+    """Return each trainer's best images/s over `steps` timed steps, after one warm-up step each.
+
+    The trainers take turns step by step, so a change in the machine's load affects all of them alike.
+    """
+    best = {label: float("inf") for label in trainers}
+    for step in range(steps + 1):
+        for label, trainer in trainers.items():
+            seconds = trainer.step()
+            if step > 0:
+                best[label] = min(best[label], seconds)
+    return {label: batch / seconds for label, seconds in best.items()}
 
 
 def main() -> None:
@@ -67,32 +84,43 @@ def main() -> None:
     device = torch.device(args.device)
     channels_last = not args.no_channels_last
 
-    def run(label: str, make_model, loss_fn, size: int) -> float:
-        torch.manual_seed(0)
-        rate = images_per_second(make_model(), loss_fn, args.batch, size, args.steps, device, channels_last)
-        print(f"{label:44} {rate:9.1f} images/s")
-        return rate
-
     print(f"batch {args.batch}, device {device}, threads {args.threads}, channels_last {channels_last}")
 
-    def ours_loss(model):
-        return lambda outputs, target: model.loss(outputs, target)
+    def trainer(model, loss_fn, size: int) -> Trainer:
+        return Trainer(model, loss_fn, args.batch, size, device, channels_last)
 
-    reference = run(
-        "torchvision googlenet (aux, BN)",
-        lambda: torchvision.models.googlenet(aux_logits=True, init_weights=True),
-        torchvision_loss,
-        args.googlenet_size,
-    )
-    for label, options in (("ours googlenet (aux, paper: LRN)", {}), ("ours googlenet (aux, batch_norm)", {"batch_norm": True})):
-        model = build("googlenet", num_classes=1000, image_size=args.googlenet_size, **options)
-        rate = run(label, lambda model=model: model, ours_loss(model), args.googlenet_size)
-        print(f"{'  ratio ours / torchvision':44} {rate / reference:9.2f}")
+    def ours(family: str, size: int, **options) -> Trainer:
+        torch.manual_seed(0)
+        model = build(family, num_classes=1000, image_size=size, **options)
+        return trainer(model, model.loss, size)
 
-    reference = run("torchvision alexnet", lambda: torchvision.models.alexnet(), torchvision_loss, args.alexnet_size)
-    model = build("alexnet", num_classes=1000, image_size=args.alexnet_size)
-    rate = run("ours alexnet (two towers, LRN)", lambda: model, ours_loss(model), args.alexnet_size)
-    print(f"{'  ratio ours / torchvision':44} {rate / reference:9.2f}")
+    size = args.googlenet_size
+    torch.manual_seed(0)
+    googlenets = {
+        "torchvision googlenet (aux, BN)": trainer(
+            torchvision.models.googlenet(aux_logits=True, init_weights=True), torchvision_loss, size
+        ),
+        "ours googlenet (aux, paper: LRN)": ours("googlenet", size),
+        "ours googlenet (aux, batch_norm)": ours("googlenet", size, batch_norm=True),
+    }
+    report(images_per_second(googlenets, args.batch, args.steps))
+    del googlenets
+
+    size = args.alexnet_size
+    torch.manual_seed(0)
+    alexnets = {
+        "torchvision alexnet": trainer(torchvision.models.alexnet(), torchvision_loss, size),
+        "ours alexnet (two towers, LRN)": ours("alexnet", size),
+    }
+    report(images_per_second(alexnets, args.batch, args.steps))
+
+
+def report(rates: dict[str, float]) -> None:
+    """Print each model's images/s and, for ours, the ratio to the torchvision model listed first."""
+    reference = next(iter(rates.values()))
+    for label, rate in rates.items():
+        ratio = f"ratio ours / torchvision {rate / reference:.2f}" if label.startswith("ours") else ""
+        print(f"{label:36} {rate:8.1f} images/s  {ratio}")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from cnnrepro.errors import InputError
 class _Handler(http.server.BaseHTTPRequestHandler):
     """Serves files from `server.root`, honouring single-range `Range: bytes=N-` requests.
 
-    `/missing/...` answers 404. A path listed in `server.cut_once` sends only half of its body the first time
+    `/missing/...` returns 404. A path listed in `server.cut_once` sends only half of its body the first time
     it is requested and then closes the connection, as a dropped transfer does.
     """
 
@@ -84,7 +84,7 @@ def server(tmp_path):
     httpd.server_close()
 
 
-def _refused_url() -> str:
+def _closed_port_url() -> str:
     """Return a loopback URL on which nothing listens."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -118,7 +118,7 @@ def test_download_cached_file_not_refetched(served_pairs, server, tmp_path):
 
 
 def test_download_mirror_fallback(served_pairs, server, tmp_path):
-    urls = (f"{server.url}/missing/pairs.txt", _refused_url(), f"{server.url}/pairs.txt")
+    urls = (f"{server.url}/missing/pairs.txt", _closed_port_url(), f"{server.url}/pairs.txt")
     remote = RemoteFile("pairs.txt", urls, md5=sources.LFW_PROTOCOL_MD5["pairs.txt"])
     path = fetch.download(remote, tmp_path / "cache", retries=1)
     assert _md5(path) == sources.LFW_PROTOCOL_MD5["pairs.txt"], "the third URL delivered the file"
@@ -127,7 +127,7 @@ def test_download_mirror_fallback(served_pairs, server, tmp_path):
 
 
 def test_download_all_mirrors_fail(server, tmp_path):
-    urls = (f"{server.url}/missing/a.txt", _refused_url())
+    urls = (f"{server.url}/missing/a.txt", _closed_port_url())
     remote = RemoteFile("a.txt", urls, md5="0" * 32)
     with pytest.raises(InputError) as info:
         fetch.download(remote, tmp_path / "cache", retries=0, timeout=5)

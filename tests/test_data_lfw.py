@@ -142,3 +142,19 @@ def test_identity_scan_skips_empty(tmp_path):
 def test_identity_scan_nothing(tmp_path):
     with pytest.raises(InputError, match="no <identity>/<image> folders"):
         identity.scan(tmp_path)
+
+
+def test_pairs_subset_keeps_fold_structure(shared_data, tmp_path):
+    import shutil
+
+    from cnnrepro.data import lfw as lfw_reader
+
+    path = tmp_path / "pairs.txt"
+    shutil.copy(shared_data / "lfw" / "pairs.txt", path)
+    full = lfw_reader.read_pairs(path)
+    assert lfw_reader.write_pairs_subset(path, 20) == 400, "10 folds x (20 matched + 20 mismatched) expected"
+    cut = lfw_reader.read_pairs(path)
+    assert len(cut) == 10, f"the subset must keep 10 folds, found {len(cut)}"
+    for fold, (kept, original) in enumerate(zip(cut, full, strict=True)):
+        assert kept[:20] == original[:20], f"fold {fold}: matched pairs must be the first 20 of the fold"
+        assert kept[20:] == original[300:320], f"fold {fold}: mismatched pairs must be the first 20 of the fold"

@@ -113,3 +113,46 @@ def test_missing_image_error_names_it(view2, tmp_path):
     kept, skipped = lfw.drop_unusable(subset, check, "skip")
     assert skipped >= 2, f"pairs touching the two images are skipped, got {skipped}"
     assert len(kept) == len(subset) - skipped, "skipped pairs leave the table"
+
+
+def test_view1_train_and_test_folds(shared_data):
+    from cnnrepro.evaluation.stage import _lfw_table
+
+    table = _lfw_table(shared_data / "lfw", "view1")
+    assert (table.fold == 0).sum() == 2200, "pairsDevTrain.txt is fold 0"
+    assert (table.fold == 1).sum() == 1000, "pairsDevTest.txt is fold 1"
+    assert table.same[table.fold == 1].sum() == 500, "pairsDevTest.txt has 500 matched pairs"
+
+
+def test_chi2_protocol_on_view2(view2):
+    keys = view2.images()
+    rng = np.random.default_rng(1)
+    names = sorted({k.split("/")[0] for k in keys})
+    centre = {n: rng.random(24) for n in names}
+    features = np.stack([centre[k.split("/")[0]] + rng.random(24) * 0.8 for k in keys])
+    results = lfw.run_protocols(features, keys, view2, features.max(axis=0), "chi2", wccn_dims=8)
+    restricted = results[1]
+    assert restricted.similarity == "chi2", "the image-restricted protocol uses the chosen similarity"
+    assert restricted.result.mean_accuracy > 0.6, f"weighted chi2 accuracy {restricted.result.mean_accuracy:.3f}"
+
+
+def test_flip_adds_mirrored_features():
+    import torch
+
+    class Probe(torch.nn.Module):
+        def features(self, x):
+            return x[:, 0, 0, :2]  # the first two pixels of the top row
+
+    image = torch.arange(16, dtype=torch.float32).view(1, 1, 4, 4)
+
+    class Images(torch.utils.data.Dataset):
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, index):
+            return image[0]
+
+    plain = lfw.extract_features(Probe(), Images(), batch_size=1)
+    flipped = lfw.extract_features(Probe(), Images(), batch_size=1, flip=True)
+    np.testing.assert_allclose(plain, [[0.0, 1.0]], err_msg="features of the image")
+    np.testing.assert_allclose(flipped, [[0.0 + 3.0, 1.0 + 2.0]], err_msg="image plus mirrored image features")

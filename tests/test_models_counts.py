@@ -32,7 +32,7 @@ def test_lenet5_parameters_and_connections():
     totals = describe.totals(rows)
     assert totals["params"] == 60_000, f"describe counts {totals['params']:,} parameters"
     assert totals["connections"] == 340_908, f"describe counts {totals['connections']:,} connections"
-    # The paper's per-layer connections: C1, S2, C3, S4, C5, F6 and the RBF output.
+    # LeNet-5 paper's per-layer connections (section II-B): C1, S2, C3, S4, C5, F6 and the RBF output.
     paper = {"c1": 122_304, "s2": 5_880, "c3": 151_600, "s4": 2_000, "c5": 48_120, "f6": 10_164, "output": 840}
     measured = {row["layer"]: row["connections"] for row in rows}
     assert measured == paper, f"per-layer connections {measured} differ from the paper's {paper}"

@@ -58,3 +58,9 @@ def test_describe_rejects_bad_size(capsys):
 def test_table_rejects_zero_repeats():
     with pytest.raises(ValueError, match="repeats"):
         describe.table(build("lenet5", num_classes=10), (1, 1, 32, 32), repeats=0)
+
+
+def test_table_restores_training_mode():
+    model = build("lenet5", num_classes=10).train()
+    describe.table(model, (1, 1, 32, 32))
+    assert model.training, "describe.table left a training model in eval mode"

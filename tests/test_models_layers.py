@@ -48,7 +48,7 @@ def test_locally_connected_does_not_share_weights():
     with torch.no_grad():
         layer.weight.zero_()
         layer.bias.zero_()
-        layer.weight[0].fill_(1.0)  # only the top-left output position sees the input
+        layer.weight[0].fill_(1.0)  # only the top-left output position has nonzero weights
     out = layer(torch.ones(1, 1, 4, 4))
     assert out[0, 0, 0, 0].item() == 9.0, f"top-left output is {out[0, 0, 0, 0].item()}, expected the 9-pixel sum"
     assert out[0, 0].flatten()[1:].abs().sum().item() == 0.0, "other positions used the top-left filter"
@@ -86,3 +86,12 @@ def test_local_response_norm_matches_torch(channels, size):
     (grad,) = torch.autograd.grad(out, x, upstream)
     (expected_grad,) = torch.autograd.grad(expected, x, upstream)
     assert torch.allclose(grad, expected_grad), f"input gradient differs by {(grad - expected_grad).abs().max():.3g}"
+
+
+def test_local_response_norm_channels_last_input():
+    torch.manual_seed(0)
+    layer = LocalResponseNorm(6, 5, alpha=1e-4, beta=0.75, k=1.0)
+    x = torch.randn(2, 6, 7, 7) * 5
+    dense = layer(x)
+    strided = layer(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(dense, strided, atol=1e-6), "a channels_last input changes the result"

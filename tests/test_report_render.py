@@ -79,7 +79,7 @@ def test_report_numbers_beside_paper(tmp_path):
     assert "71.00% ± 1.20%" in markdown, "DeepFace accuracy with its standard error"
     assert re.search(r"\| 7 \| 1 \| 7 \| 8\.09% \| 5\.00% \| 30\.00% \|", markdown), "GoogLeNet Table 3 row 7x1"
     assert "| 7 | 144 | 1008 | 6.67% | not run |" in markdown, "a grid cell that was not run"
-    assert "![" in markdown and "lenet5-confusion.png" in markdown, "Markdown embeds the figures"
+    assert "![Confusion matrix on the test images](lenet5-lenet5-confusion.png)" in markdown, "Markdown embeds figures"
 
 
 def test_report_renders_in_chromium(tmp_path):
@@ -103,3 +103,22 @@ def test_report_renders_in_chromium(tmp_path):
     assert set(widths) == set(sources), f"images seen by the browser {sorted(widths)} vs page {sources}"
     for source, width in widths.items():
         assert width > 0, f"{source} did not load in Chromium (naturalWidth 0)"
+
+
+def test_report_stage_logs_to_mlflow(tmp_path, monkeypatch, mlflow_uri):
+    import mlflow
+
+    from pipeline import report as stage
+
+    quick_params(tmp_path)
+    fake_outputs(tmp_path)
+    shutil.copyfile(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    monkeypatch.setenv("CNNREPRO_ROOT", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert stage.main([]) == 0, "report stage exit code"
+    for name in ("index.html", "report.md", "train-lenet5.png", "deepface-deepface-roc.png"):
+        assert (tmp_path / "reports" / name).is_file(), f"reports/{name} written"
+    client = mlflow.tracking.MlflowClient(mlflow_uri)
+    run = client.search_runs([client.get_experiment_by_name("cnnrepro").experiment_id])[0]
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
+    assert "report/index.html" in logged, f"report logged to MLflow: {sorted(logged)}"

@@ -50,7 +50,7 @@ def test_crop_policies_give_requested_size():
         assert color.shape == (6,), f"{mode} gave {tuple(color.shape)} colour parameters"
 
 
-def test_resized_crop_falls_back_to_center_for_impossible_ratio():
+def test_resized_crop_center_fallback():
     image = torch.arange(10 * 40, dtype=torch.uint8).view(1, 10, 40)
     cropped = random_resized_crop(image, 8, (1.0, 1.0), (1.0, 1.0), torch.Generator().manual_seed(0))
     assert cropped.shape == (1, 8, 8), f"fallback crop has shape {tuple(cropped.shape)}"
@@ -73,4 +73,5 @@ def test_validation_split_is_seeded_and_disjoint():
     again_train, again_val = split_validation(100, 0.1, seed=5)
     assert len(val) == 10, f"expected 10 held-out images, got {len(val)}"
     assert not set(train) & set(val), "train and validation indices overlap"
-    assert np.array_equal(val, again_val) and np.array_equal(train, again_train), "same seed, different split"
+    assert np.array_equal(val, again_val), "same seed gave a different validation split"
+    assert np.array_equal(train, again_train), "same seed gave a different training split"

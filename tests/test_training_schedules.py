@@ -1,8 +1,9 @@
-"""Learning-rate schedules of the papers."""
+"""Learning-rate schedules of the papers and the Polyak average of GoogLeNet."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
 from cnnrepro.params.train import AlexNetTrain, DeepFaceTrain, GoogLeNetTrain, LeNet5Train
 from cnnrepro.training import schedules
@@ -59,3 +60,16 @@ def test_plateau_state_round_trip():
     restored.load_state_dict(schedule.state_dict())
     assert restored.factor(3) == schedule.factor(3), "restored schedule must give the same factor"
     assert restored.state_dict() == schedule.state_dict(), "restored schedule must keep best and bad epochs"
+
+
+def test_polyak_update_warms_up_decay():
+    from cnnrepro.training.loop import polyak_update
+
+    averaged = [torch.zeros(3)]
+    update = polyak_update(0.999)
+    update(averaged, [torch.ones(3)], torch.tensor(1))
+    expected = 1.0 - 2.0 / 11.0
+    assert torch.allclose(averaged[0], torch.full((3,), expected)), f"first update gave {averaged[0].tolist()}"
+    late = [torch.zeros(3)]
+    update(late, [torch.ones(3)], torch.tensor(100_000))
+    assert torch.allclose(late[0], torch.full((3,), 0.001)), f"late updates must use the full decay: {late[0]}"

@@ -59,7 +59,7 @@ def test_stage_unknown_key_is_rejected(capsys):
 
 
 def test_stage_lenet5_on_real_mnist(tmp_path, shared_data, monkeypatch, mlflow_uri):
-    root = _checkout(tmp_path, shared_data, {"epochs": 2, "max_batches": 60, "workers": 0, "holdout": 1000})
+    root = _checkout(tmp_path, shared_data, {"epochs": 2, "max_batches": 60, "workers": 0, "threads": 1, "holdout": 1000})
     monkeypatch.setenv("CNNREPRO_ROOT", str(root))
     assert train_stage.main(["lenet5"]) == 0, "the stage failed"
 

@@ -56,7 +56,7 @@ def run(out: Path, *, epochs: int = 3, resume: str | None = None, slow_from: int
     model = TinyNet()
     settings = loop.LoopSettings(
         epochs=epochs, batch_size=16, lr=0.05, momentum=0.9, weight_decay=1e-4, seed=seed, workers=0,
-        device="cpu", precision="fp32", polyak_decay=0.9, deterministic=True, name="tiny",
+        device="cpu", precision="fp32", polyak_decay=0.9, deterministic=True, threads=1, name="tiny",
     )
 
     def on_epoch(record):

@@ -204,11 +204,16 @@ def prepare_lfw(out: Path, section: Any, fetcher: Fetcher) -> Prepared:
     known = _lfw_protocol(out, fetcher)
     sums, origin, verified = lfw_images(out / "images", section.images, fetcher)
     full = _check_lfw_content(out / "images", sums, section.images, verified)
+    if section.pairs_per_fold is not None:
+        for name in ("pairs.txt", "pairsDevTrain.txt", "pairsDevTest.txt"):
+            kept = lfw.write_pairs_subset(out / name, section.pairs_per_fold)
+            known.pop(name, None)
+            log.warning("%s cut to %d pairs (download.lfw.pairs_per_fold); results are not LFW-comparable", name, kept)
     pairs = _check_pairs_images(out)
     known.update(_prefixed(full, "images"))
     people = sum(1 for p in (out / "images").iterdir() if p.is_dir())
     info = {"source": origin, "images": section.images, "image_count": len(full), "people": people,
-            "pairs_checked": pairs,
+            "pairs_checked": pairs, "pairs_per_fold": section.pairs_per_fold,
             "official_content": manifest.combined_digest(full) == sources.LFW_CONTENT_DIGEST[section.images]}
     return Prepared(known, info)
 

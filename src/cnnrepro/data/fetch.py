@@ -185,6 +185,8 @@ def link_or_copy(source: Path, target: Path) -> None:
 
     The parent folder of `target` must exist.
     """
+    # NOTE: a hard link shares its inode with the mirror file, so writing into `target` in place would change
+    # the mirror too (file modes do not stop root). Stages only read data/raw, and DVC caches a copy.
     try:
         os.link(source, target)
     except OSError:

@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from cnnrepro import atomic
 from cnnrepro.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -187,3 +188,23 @@ def read_people(path: Path) -> list[list[tuple[str, int]]]:
     if position != len(lines):
         raise InputError(f"{path}, line {position + 1}: unexpected lines after the {first} sets the header promises")
     return sets
+
+
+def write_pairs_subset(path: Path, per_class: int) -> int:
+    """Rewrite a pairs file in place, keeping the first `per_class` matched and mismatched pairs of each fold.
+
+    Folds keep their order and structure, so the subset is still read by `read_pairs`. Return the pairs kept.
+    """
+    path = Path(path)
+    folds = read_pairs(path)
+    available = min(sum(p.same for p in fold) for fold in folds)
+    kept = min(per_class, available)
+    lines = _lines(path)
+    header = f"{len(folds)}\t{kept}" if len(lines[0].split()) == 2 else f"{kept}"
+    body = []
+    for index in range(len(folds)):
+        start = 1 + index * 2 * available
+        body += lines[start : start + kept] + lines[start + available : start + available + kept]
+    with atomic.atomic_path(path) as tmp:
+        tmp.write_text("\n".join([header, *body]) + "\n", encoding="utf-8")
+    return len(body)

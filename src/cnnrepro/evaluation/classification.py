@@ -1,7 +1,7 @@
 """ImageNet-style classification: top-k error with the softmax averaged over test-time crops.
 
-An image counts as correct at k when its label is among the k classes with the highest averaged probability;
-the error is the fraction of images that are not correct. One pass over the images serves several crop schemes:
+An image counts as correct at k when its label is among the k classes with the highest averaged probability.
+The top-k error is the fraction of images that are not correct at k. One pass over the images serves several crop schemes:
 every image yields the crops of each requested scheme, all of them go through the network as one batch, and the
 probabilities are averaged per scheme.
 """

@@ -1,6 +1,7 @@
 """Test-time crops for ImageNet classification, built on tensors so that all crops of an image form one batch.
 
-Three schemes, each at the paper's 224-pixel geometry scaled by `image_size / 224` for reduced-size profiles:
+Three schemes, each at the 224-pixel geometry of AlexNet (Krizhevsky et al. 2012, section 4.1) and GoogLeNet
+(Szegedy et al. 2015, section 7), scaled by `image_size / 224` for reduced-size profiles:
 
 - 1 crop: resize the shorter side to 256, take the centre 224 square.
 - 10 crops (AlexNet): resize the shorter side to 256, take its centre 256 square, then the 4 corner and the

@@ -16,11 +16,10 @@ import numpy as np
 
 from cnnrepro.errors import InputError
 from cnnrepro.evaluation.classification import topk_errors
+from cnnrepro.report.paper import GOOGLENET_TABLE3
 
 log = logging.getLogger(__name__)
 
-# GoogLeNet Table 3 (ILSVRC 2012 validation, top-5 error in percent), keyed by (models, crops).
-PAPER_TABLE3 = {(1, 1): 10.07, (1, 10): 9.15, (1, 144): 7.89, (7, 1): 8.09, (7, 10): 7.62, (7, 144): 6.67}
 
 
 @dataclass
@@ -77,7 +76,7 @@ def grid(members: list[Member], schemes: list[int]) -> tuple[list[dict], Member]
         for scheme in schemes:
             mean = np.mean([m.probs[scheme] for m in chosen], axis=0)
             errors = topk_errors(mean, labels)
-            paper = PAPER_TABLE3.get((count, scheme))
+            paper = GOOGLENET_TABLE3.get((count, scheme))
             rows.append(
                 {
                     "models": count,
@@ -85,7 +84,7 @@ def grid(members: list[Member], schemes: list[int]) -> tuple[list[dict], Member]
                     "cost": count * scheme,
                     "top1_error": errors["top1_error"],
                     "top5_error": errors["top5_error"],
-                    "paper_top5_error": paper / 100 if paper is not None else None,
+                    "paper_top5_error": paper,
                     "members": " ".join(m.name for m in chosen),
                 }
             )

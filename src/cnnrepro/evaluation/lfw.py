@@ -7,8 +7,8 @@ every protocol here uses labeled outside data:
   describe it. (Its accuracy still needs a threshold, which is chosen on the training folds' pair labels.)
 - image-restricted: only the same/not-same labels of the nine training folds' pairs are used, to fit a threshold
   or a classifier (the weighted chi-squared SVM) applied to the tenth fold.
-- unrestricted: the identity labels of the nine training folds' images may be used too; here they fit PCA and
-  within-class covariance normalisation (WCCN) before the cosine similarity.
+- unrestricted: the identity labels of the nine training folds' images may be used too. Here they fit PCA and
+  within-class covariance normalisation (WCCN), which transform the features before the cosine similarity.
 """
 
 from __future__ import annotations

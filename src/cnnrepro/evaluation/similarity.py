@@ -25,7 +25,8 @@ def deepface_normalise(features: np.ndarray, component_max: np.ndarray | None) -
         component_max = np.asarray(component_max, dtype=np.float64)
         if component_max.shape != features.shape[1:]:
             raise ValueError(
-                f"the feature normaliser has shape {component_max.shape}, the features {features.shape[1:]}"
+                f"the feature normaliser has shape {component_max.shape} but the features have {features.shape[1:]}: "
+                f"the model file and the features come from different models"
             )
         features = features / np.maximum(component_max, EPS)
     norms = np.linalg.norm(features, axis=1, keepdims=True)

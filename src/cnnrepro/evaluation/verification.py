@@ -3,7 +3,7 @@
 The LFW protocol trains on nine of the ten folds of pairs.txt and tests on the tenth. Here "training" a
 threshold means choosing the similarity cut that classifies the most training-fold pairs correctly, then
 applying it to the test fold. Accuracy is reported as the mean over folds with the standard error of the mean,
-sigma / sqrt(k), where sigma uses the n-1 estimate, as the LFW results page asks.
+sigma / sqrt(k), where sigma uses the n-1 estimate, as the LFW results page requests.
 
 Every function takes a similarity (higher means "same person") per pair, a same/not-same label and a fold index.
 The threshold search sorts the scores once and reads every possible cut off cumulative counts, so all folds are
@@ -46,7 +46,7 @@ class Roc:
 
 @dataclass
 class VerificationResult:
-    """The numbers the LFW results page asks for, plus the per-fold detail behind them."""
+    """The numbers the LFW results page requests, plus the per-fold detail behind them."""
 
     fold_accuracies: np.ndarray
     thresholds: np.ndarray  # the threshold chosen on the training folds of each test fold
@@ -106,7 +106,7 @@ class _RankedCounts:
 
     ranked: np.ndarray  # scores, descending
     folds: np.ndarray  # the fold ids, sorted
-    member: np.ndarray  # (F, n): position j holds a pair of fold i
+    member: np.ndarray  # (F, n): the pair at position j belongs to fold i
     fold_pos: np.ndarray  # (F, n): same pairs of fold i among the top j + 1
     fold_neg: np.ndarray  # (F, n): not-same pairs of fold i among the top j + 1
 
@@ -218,7 +218,7 @@ def evaluate_fold_scores(
 ) -> VerificationResult:
     """Evaluate when each test fold has its own scores from a model fitted on the other folds.
 
-    `fold_scores[i]` holds scores for every pair from the model fitted without fold i. The threshold for fold i
+    `fold_scores[i]` contains scores for every pair from the model fitted without fold i. The threshold for fold i
     is chosen on the training folds' pairs under that same model; the ROC uses each fold's own test scores.
     """
     same = np.asarray(same, dtype=bool)

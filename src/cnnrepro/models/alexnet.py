@@ -12,9 +12,9 @@ Deviations and choices:
 - The two towers are one device's grouped convolutions (groups=2), not two GPUs.
 - LRN computes `nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2)` (with a faster kernel): PyTorch divides
   alpha by the window size, so 5e-4 gives the paper's alpha of 1e-4.
-- Options (ablations, not the paper network): `towers=1` keeps the layer widths but connects every conv
-  layer to all maps of the one before (the paper's one-GPU baseline also halves the kernels, which `width`
-  can add), `lrn=False`, `overlapping_pool=False` (2x2/2 pooling), `activation="tanh"`.
+- Options for ablations (not the paper network): `lrn=False`, `overlapping_pool=False` (2x2/2 pooling),
+  `activation="tanh"` and `towers=1`. `towers=1` keeps the layer widths but connects every conv layer to all
+  maps of the one before. The paper's one-GPU baseline also halves the kernels, which `width` can add.
 - `width` scales every hidden layer and `image_size` the input; both are for CPU profiles.
 """
 

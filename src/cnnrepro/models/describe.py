@@ -52,10 +52,11 @@ def table(model: nn.Module, input_shape: tuple[int, ...], repeats: int = 1) -> l
 
     Rows have keys layer, type, output_shape (without the batch dimension), params, connections, macs,
     time_ms (the mean over `repeats` forward passes) and time_share (of the rows' summed time).
-    Counts are per sample. The model is left in eval mode.
+    Counts are per sample. The model runs in eval mode and gets its previous mode back afterwards.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
+    was_training = model.training
     model.eval()
     owner = {}
     for name, child in model.named_children():
@@ -104,6 +105,7 @@ def table(model: nn.Module, input_shape: tuple[int, ...], repeats: int = 1) -> l
     finally:
         for handle in handles:
             handle.remove()
+        model.train(was_training)
 
     total_time = sum(elapsed.values()) or 1.0
     rows = []

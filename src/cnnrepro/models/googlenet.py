@@ -6,7 +6,9 @@ inception 5a and 5b, global average pooling, dropout 0.4 and a linear classifier
 Table 1's channel counts with true 5x5 convolutions. Two auxiliary heads on 4a and 4d (5x5/3 average
 pooling, 1x1 conv with 128 filters, FC 1024, dropout 0.7, linear) add 0.3 times their loss during training
 and are not run in eval mode. Without the auxiliary heads and with 1000 classes the network has
-6,998,552 parameters (Table 1's 6.8M counts no biases) and about 1.58G multiply-adds.
+6,998,552 parameters (Table 1's 6.8M counts no biases) and 1.58G multiply-adds at 224x224. Table 1's
+ops column sums to 1.50G because it lists 34M for the first convolution, whose 112x112x64 outputs of 7x7x3
+taps take 118M.
 
 Deviations and choices:
 - The 1x1 convolutions of an inception module that read the same input (the 1x1 branch and the 3x3 and 5x5

@@ -77,7 +77,7 @@ class PartialConv2d(nn.Module):
     """C3: a 5x5 convolution in which output map i reads only the input maps in `table[i]`.
 
     Only the connected kernels are parameters (1,500 weights and 16 biases for Table I), so the trainable
-    count matches the paper; forward scatters them into a dense, zero-elsewhere kernel.
+    count matches the paper. Forward scatters them into a dense kernel that is zero elsewhere.
     """
 
     def __init__(self, in_channels: int, table: tuple[tuple[int, ...], ...], kernel_size: int):
@@ -94,7 +94,7 @@ class PartialConv2d(nn.Module):
         self.register_buffer("index", torch.tensor(index), persistent=False)
         self.weight = nn.Parameter(torch.empty(len(index)))
         self.bias = nn.Parameter(torch.zeros(self.out_channels))
-        self.fan_in = torch.tensor([len(maps) * area for maps in table])
+        self.fan_in = tuple(len(maps) * area for maps in table)  # weights per output map
 
     def dense_weight(self) -> torch.Tensor:
         full = self.weight.new_zeros(self.out_channels * self.in_channels * self.kernel_size**2)
@@ -106,7 +106,7 @@ class PartialConv2d(nn.Module):
 
     def connections(self, output: torch.Tensor) -> int:
         positions = output.shape[2] * output.shape[3]
-        return positions * int((self.fan_in + 1).sum())
+        return positions * sum(fan_in + 1 for fan_in in self.fan_in)
 
 
 class RBFOutput(nn.Module):
@@ -159,9 +159,10 @@ class LeNet5(nn.Module):
                 nn.init.uniform_(module.weight, -2.4 / fan_in, 2.4 / fan_in)
                 nn.init.zeros_(module.bias)
             elif isinstance(module, PartialConv2d):
-                bounds = (2.4 / module.fan_in).repeat_interleave(module.fan_in)
+                # The flat weight lists each output map's kernels in turn, so map i's bound repeats fan_in[i] times.
+                bounds = [2.4 / fan_in for fan_in in module.fan_in for _ in range(fan_in)]
                 with torch.no_grad():
-                    module.weight.uniform_(-1.0, 1.0).mul_(bounds)
+                    module.weight.uniform_(-1.0, 1.0).mul_(torch.tensor(bounds, device=module.weight.device))
             elif isinstance(module, Subsampling):
                 nn.init.uniform_(module.coefficient, -2.4 / 4, 2.4 / 4)
 

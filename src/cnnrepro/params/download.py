@@ -16,6 +16,9 @@ class MnistDownload(Section):
 
 class LfwDownload(Section):
     images: Literal["deepfunneled", "original"] = "deepfunneled"
+    # Keep only the first N matched and N mismatched pairs of each fold in the pairs files (null: all of them).
+    # A shortcut for the smoke profile: the numbers it gives are not comparable with the LFW protocol's.
+    pairs_per_fold: PositiveInt | None = None
 
 
 class ImagenetDownload(Section):

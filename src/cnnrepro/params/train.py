@@ -49,8 +49,8 @@ class LeNet5Train(TrainCommon):
     # images and report the error on those, for mirrors that carry only the test set.
     data: Literal["official", "test-holdout"] = "official"
     holdout: PositiveInt = 2000
-    # The paper's global rate for its second-order method falls 5e-4 -> 2e-4 -> 1e-4 -> 5e-5 -> 1e-5 after
-    # passes 2, 5, 8 and 12. SGD keeps that shape: the rate is optimizer.lr times lr_factors[i] from epoch
+    # LeCun et al. (1998) lower the global rate of their second-order method 5e-4 -> 2e-4 -> 1e-4 -> 5e-5 -> 1e-5
+    # after passes 2, 5, 8 and 12. SGD keeps that shape: the rate is optimizer.lr times lr_factors[i] from epoch
     # lr_milestones[i] on.
     lr_milestones: tuple[PositiveInt, ...] = (2, 5, 8, 12)
     lr_factors: tuple[PositiveFloat, ...] = (0.4, 0.2, 0.1, 0.02)
@@ -88,7 +88,7 @@ class DeepFaceTrain(TrainCommon):
     image_size: PositiveInt = 152
     epochs: PositiveInt = 15
     dropout: float = Field(0.5, ge=0.0, lt=1.0)
-    # Epochs at which the learning rate is divided by 10 (set by hand in the paper, down to 1e-4).
+    # Epochs at which the learning rate is divided by 10 (DeepFace set them by hand, down to 1e-4).
     lr_drops: tuple[PositiveInt, ...] = (8, 12)
     optimizer: OptimizerParams = OptimizerParams(lr=0.01, momentum=0.9, weight_decay=0.0)
 

@@ -26,7 +26,7 @@ def write_report(root: Path, params: dict[str, Any], title: str, out: Path | Non
 
 
 def report_stage(ctx) -> dict[str, float]:
-    """The `report` DVC stage body: write reports/ and log it to MLflow."""
+    """Write reports/ and log it to MLflow; the body of the `report` DVC stage."""
     tree = params_module.read_yaml(ctx.root / params_module.PARAMS_FILE)
     folder = write_report(ctx.root, tree, ctx.params["report"].title)
     ctx.run.log_artifact(folder, "report")

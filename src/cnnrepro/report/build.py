@@ -1,4 +1,6 @@
-"""Assemble the report: every reproduced number beside the paper's, with the settings that explain the gap.
+"""Assemble the report: every reproduced number beside its paper's, with the settings that explain the gap.
+
+The papers and their numbers are listed in `cnnrepro.report.paper`.
 
 The report reads only finished stage outputs (metrics/*.json, plots/*) and params.yaml. A stage that has not run
 yet shows "not run" in its cells, so the report can be built at any point of the pipeline.
@@ -61,7 +63,7 @@ def pct(value: Any, digits: int = 2) -> str:
 
 
 def paper_pct(value: Any, digits: int = 2) -> str:
-    """Format a paper number; the paper gives none where it is None."""
+    """Format a published number, or "-" where the publication gives none (None)."""
     return "-" if value is None else pct(value, digits)
 
 
@@ -81,9 +83,9 @@ def _get(tree: dict[str, Any], dotted: str, default: Any = None) -> Any:
 
 
 def _training(params: dict[str, Any], section: str, train_metrics: dict | None) -> str:
-    """Describe the training settings of a model family beside the paper's."""
+    """Describe the training settings of a model family, as params.yaml sets them."""
     t = _get(params, f"train.{section}", {}) or {}
-    ran = f", {int(train_metrics['epochs'])} epoch(s) run" if train_metrics and "epochs" in train_metrics else ""
+    ran = f" ({int(train_metrics['epochs'])} run)" if train_metrics and "epochs" in train_metrics else ""
     limit = f", at most {t['max_batches']} batches per epoch" if t.get("max_batches") else ""
     return (
         f"Training settings: {t.get('epochs', '?')} epoch(s){ran}{limit}, input {t.get('image_size', '?')} px, "
@@ -110,22 +112,22 @@ def lenet5_section(root: Path, params: dict[str, Any]) -> Section:
         )
     else:
         used = "Data: the 60,000 MNIST training images; the 10,000 test images are the test set."
-    errors = f"{int(metrics['test_errors'])} of {int(metrics['test_images'])}" if metrics else NOT_RUN
+    errors = f"{int(metrics['test_errors']):,} of {int(metrics['test_images']):,}" if metrics else NOT_RUN
     table = Table(
         ["", "paper", "reproduced"],
         [["MNIST test error", pct(paper.LENET5_TEST_ERROR), pct(metrics and metrics.get("test_error"))],
          ["misclassified images", "95 of 10,000", errors]],
         "LeNet-5, no distortions (LeCun et al. 1998, section III-C)",
     )
-    why = (
+    reasons = (
         "Why the numbers differ: the paper trains 20 passes of stochastic diagonal Levenberg-Marquardt on 60,000 "
         "images; this run uses SGD with momentum for fewer epochs"
-        + (", on 8,000 training images, and its test set is 2,000 images, so one error moves the rate by 0.05%."
-           if data == "test-holdout" else ".")
+        + (f", on {10000 - holdout:,} training images, and its test set is {holdout:,} images, so one error moves "
+           f"the rate by {100 / holdout:.2g}%." if data == "test-holdout" else ".")
     )
     return Section(
         "LeNet-5 on MNIST",
-        [_profile_line(params), used, _training(params, "lenet5", train), why],
+        [_profile_line(params), used, _training(params, "lenet5", train), reasons],
         [table],
         _figures(root, "lenet5", [("plots/evaluate/lenet5-confusion.png", "Confusion matrix on the test images")]),
     )
@@ -162,13 +164,13 @@ def alexnet_section(root: Path, params: dict[str, Any]) -> Section:
         rows.append(["reproduced: 1 CNN", NOT_RUN, NOT_RUN, "-"])
     table = Table(["model", "top-1 (val)", "top-5 (val)", "top-5 (test)"], rows,
                   "AlexNet, ILSVRC-2012 (Krizhevsky et al. 2012, Table 2); paper rows use 10 crops; * = pre-trained on ImageNet Fall 2011")
-    why = (
+    reasons = (
         "Why the numbers differ: the paper trains about 90 epochs at 227 px with full width on 1.2 million images. "
         + caveat
     )
     return Section(
         "AlexNet on ImageNet",
-        [_profile_line(params), used, _training(params, "alexnet", train), why],
+        [_profile_line(params), used, _training(params, "alexnet", train), reasons],
         [table],
         _figures(root, "alexnet", [("plots/evaluate/alexnet-topk.png", "Top-k error against k per crop scheme")]),
     )
@@ -222,7 +224,7 @@ def deepface_section(root: Path, params: dict[str, Any]) -> Section:
         sfc_rows.append([f"DF-{variant}", pct(reference), pct(other and other.get("best_val_error")), ""])
     tables.append(Table(["network", "paper (SFC)", "reproduced", "training set"], sfc_rows,
                         "Classification error on held-out images of the training identities (Table 1)"))
-    why = (
+    reasons = (
         "Why the numbers differ: DeepFace trains on 4.4 million faces of 4,030 people at 152 px with 3D-frontalized "
         "input; this run trains on a far smaller identity set at the profile's input size and width, so its "
         "features separate identities much less well. Its numbers show the protocol is computed correctly, not "
@@ -230,7 +232,7 @@ def deepface_section(root: Path, params: dict[str, Any]) -> Section:
     )
     return Section(
         "DeepFace on LFW",
-        [_profile_line(params), used, _training(params, "deepface", train), why],
+        [_profile_line(params), used, _training(params, "deepface", train), reasons],
         tables,
         _figures(root, "deepface", [("plots/evaluate/deepface-roc.png", "LFW ROC averaged over folds, per protocol")]),
     )
@@ -249,14 +251,24 @@ def googlenet_section(root: Path, params: dict[str, Any]) -> Section:
         mine = grid.get((models, crops))
         rows.append([str(models), str(crops), str(models * crops), pct(reference),
                      pct(mine and mine["top5_error"]), pct(mine and mine["top1_error"])])
+    for (models, crops), mine in sorted(grid.items()):
+        if (models, crops) not in paper.GOOGLENET_TABLE3:  # an ensemble of other than 7 members
+            rows.append([str(models), str(crops), str(models * crops), "-", pct(mine["top5_error"]),
+                         pct(mine["top1_error"])])
+
     table3 = Table(["models", "crops", "cost", "paper top-5", "reproduced top-5", "reproduced top-1"], rows,
                    "GoogLeNet, ILSVRC 2012 validation (Szegedy et al. 2015, Table 3)")
-    seven = grid.get((7, 144)) or grid.get((7, max((c for m, c in grid if m == 7), default=0)))
+
+    # The reproduced entry is the largest ensemble at the most crops, as GoogLeNet's competition entry was.
+    largest = max(grid.values(), key=lambda r: (r["models"], r["crops"]), default=None)
     table2_rows = [[t, str(y), pct(e), x] for t, y, e, x in paper.GOOGLENET_TABLE2]
-    label = f"reproduced ensemble, {seven['models']} models x {seven['crops']} crops" if seven else "reproduced ensemble"
-    table2_rows.append([label, "-", pct(seven and seven["top5_error"]), "no"])
+    label = "reproduced ensemble"
+    if largest:
+        label += f", {largest['models']} model(s) x {largest['crops']} crop(s)"
+    table2_rows.append([label, "-", pct(largest and largest["top5_error"]), "no"])
     table2 = Table(["team", "year", "top-5 error", "external data"], table2_rows,
                    "ILSVRC classification results (GoogLeNet Table 2: test set; reproduced: evaluation split)")
+
     members = []
     for key in GOOGLENET_MEMBERS:
         m = read_json(root / "metrics" / "evaluate" / f"{key}.json")
@@ -264,15 +276,18 @@ def googlenet_section(root: Path, params: dict[str, Any]) -> Section:
         members.append([key, *cells])
     member_table = Table(["member", "top-5, 1 crop", "top-5, 10 crops", "top-5, 144 crops"], members,
                          "Single members on the evaluation split")
+
     best = (ensemble or {}).get("best_single")
-    why = (
+    reasons = (
         "Why the numbers differ: the paper trains each member for about 250 epochs at 224 px on 1.2 million "
         "images with DistBelief; " + caveat
         + " The members here also share their initial weights and differ only in data order, as in the paper."
     )
-    paragraphs = [_profile_line(params), used, _training(params, "googlenet", train), why]
+
+    paragraphs = [_profile_line(params), used, _training(params, "googlenet", train), reasons]
     if best:
         paragraphs.append(f"Single-model rows use {best}, the member with the lowest top-1 error.")
+
     figures = [
         ("plots/ensemble/googlenet-grid.png", "Top-5 error against crops per image, 1 model and the ensemble"),
         ("plots/ensemble/googlenet-members.png", "Error against the number of averaged members"),
@@ -283,9 +298,9 @@ def googlenet_section(root: Path, params: dict[str, Any]) -> Section:
 # -- figures ---------------------------------------------------------------------------------------------------
 
 
-def _figures(root: Path, prefix: str, wanted: list[tuple[str, str]]) -> list[Figure]:
+def _figures(root: Path, prefix: str, candidates: list[tuple[str, str]]) -> list[Figure]:
     figures = []
-    for rel, caption in wanted:
+    for rel, caption in candidates:
         source = root / rel
         if source.is_file():
             figures.append(Figure(f"{prefix}-{source.name}", caption, source))

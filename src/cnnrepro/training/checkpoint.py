@@ -1,6 +1,6 @@
 """Resume checkpoints and the final model file, both loaded with `torch.load(weights_only=True)`.
 
-A resume checkpoint holds everything an epoch boundary needs to continue bit for bit: model, optimizer,
+A resume checkpoint contains everything an epoch boundary needs to continue bit for bit: model, optimizer,
 schedule and averaged-model state, the RNG states of torch, numpy and Python, the epoch records and the number
 of finished epochs. It lives in `.cnnrepro/checkpoints/<key>/<fingerprint>/last.pt`, where the fingerprint
 covers the params and the input data digest, so a changed setting never resumes an unrelated run.

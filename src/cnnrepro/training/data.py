@@ -1,9 +1,9 @@
 """Training data as uint8 image stores: decoded and resized once, then cropped per epoch in the workers.
 
 Decoding JPEGs and resizing them dominates a PIL-based input pipeline on a CPU. Here each dataset is decoded
-once into one uint8 array (N x C x S x S) saved as `.npy` under `.cnnrepro/prepared/`, keyed by the data
-folder's manifest digest and the stored side, and memory-mapped by the training processes; an epoch then only
-crops, flips and copies small tensors.
+once into one uint8 array (N x C x S x S) saved as `.npy` under `.cnnrepro/prepared/`. The cache is keyed by
+the data folder's manifest digest and the stored side, and the training processes memory-map it. An epoch then
+only crops, flips and copies small tensors.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 # The papers crop 224 from images whose shorter side is 256; stores keep the same margin around the crop.
 CROP_MARGIN = 256 / 224
+# Part of every cache folder name: raise it when the decoding or layout of stores changes, so old caches are
+# not reused.
+STORE_VERSION = 2
 
 
 @dataclass
@@ -96,14 +99,21 @@ def channel_stats(store: ImageStore, indices: np.ndarray, limit: int = 5000) -> 
 
 
 def _cached(cache: Path, build) -> ImageStore:
-    """Load the store in `cache`, or build it with `build()` and write it there atomically first."""
+    """Load the store in `cache`, or build it with `build(folder)` into a temporary folder renamed onto `cache`.
+
+    `build` may write `images.npy` itself (a memory-mapped array that never has to fit in RAM); otherwise the
+    returned store's images are saved here.
+    """
     if not (cache / "images.npy").is_file():
-        store = build()
         with atomic.atomic_dir(cache) as tmp:
-            np.save(tmp / "images.npy", store.images)
+            store = build(tmp)
+            if isinstance(store.images, np.memmap):
+                store.images.flush()
+            else:
+                np.save(tmp / "images.npy", store.images)
             np.save(tmp / "labels.npy", store.labels)
             (tmp / "classes.json").write_text(json.dumps(store.classes), encoding="utf-8")
-        log.info("prepared %d images %s in %s", len(store), store.images.shape[1:], cache)
+            log.info("prepared %d images %s in %s", len(store), store.images.shape[1:], cache)
     images = np.load(cache / "images.npy", mmap_mode="r")
     labels = np.load(cache / "labels.npy")
     classes = json.loads((cache / "classes.json").read_text(encoding="utf-8"))
@@ -111,36 +121,33 @@ def _cached(cache: Path, build) -> ImageStore:
 
 
 def mnist_store(folder: Path, split: str, cache_root: Path, digest: str) -> ImageStore:
-    """MNIST digits padded from 28 x 28 to LeNet-5's 32 x 32 input with background, as in the paper."""
+    """Load MNIST digits padded from 28 x 28 to LeNet-5's 32 x 32 input with background (LeCun et al., 1998)."""
     from cnnrepro.data import mnist
 
-    def build() -> ImageStore:
+    def build(tmp: Path) -> ImageStore:
         images, labels = mnist.load(folder, split)
         padded = np.zeros((len(images), 1, 32, 32), dtype=np.uint8)
         padded[:, 0, 2:30, 2:30] = images
         return ImageStore(padded, np.asarray(labels, dtype=np.int64), [str(d) for d in range(10)])
 
-    return _cached(cache_root / f"mnist-{split}-{digest[:16]}", build)
+    return _cached(cache_root / f"mnist-{split}-{digest[:16]}-v{STORE_VERSION}", build)
 
 
 def _decode(path: Path, side: int) -> torch.Tensor:
     """Decode an image to RGB uint8, scale its shorter side to `side` and take the central square."""
-    from torchvision.io import ImageReadMode, decode_image
     from torchvision.transforms.v2 import functional as TF
 
-    try:
-        image = decode_image(str(path), mode=ImageReadMode.RGB)
-    except (RuntimeError, ValueError):
-        # torchvision's decoders reject some files (CMYK JPEGs, for one) that PIL reads.
-        from cnnrepro.data.imagenet import load_rgb
+    from cnnrepro.data.imagenet import load_rgb
 
-        image = TF.pil_to_tensor(load_rgb(path))
+    # PIL decodes once per dataset and size; load_rgb also converts CMYK and greyscale files to RGB.
+    image = TF.pil_to_tensor(load_rgb(path))
     image = TF.resize(image, side, antialias=True)
     return center_crop(image, side)
 
 
-def _store_from_items(items, classes: list[str], side: int, what: str) -> ImageStore:
-    images = np.empty((len(items), 3, side, side), dtype=np.uint8)
+def _store_from_items(items, classes: list[str], side: int, what: str, tmp: Path) -> ImageStore:
+    shape = (len(items), 3, side, side)
+    images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=shape)
     labels = np.empty(len(items), dtype=np.int64)
     for i, item in enumerate(tqdm(items, desc=f"prepare {what}", unit="img", leave=False)):
         try:
@@ -159,13 +166,13 @@ def imagenet_store(folder: Path, split: str, side: int, cache_root: Path, digest
     """
     from cnnrepro.data import imagenet
 
-    def build() -> ImageStore:
+    def build(tmp: Path) -> ImageStore:
         items = imagenet.split(folder, split)
         if not items:
             raise InputError(f"{folder}: the {split} split has no images; run `dvc repro download@imagenet`")
-        return _store_from_items(items, list(imagenet.classes(folder)), side, f"imagenet {split}")
+        return _store_from_items(items, list(imagenet.classes(folder)), side, f"imagenet {split}", tmp)
 
-    return _cached(cache_root / f"imagenet-{split}-{side}-{digest[:16]}", build)
+    return _cached(cache_root / f"imagenet-{split}-{side}-{digest[:16]}-v{STORE_VERSION}", build)
 
 
 def faces_folder(root: Path, image_size: int) -> Path:
@@ -183,10 +190,10 @@ def faces_store(root: Path, image_size: int, cache_root: Path, digest: str) -> I
 
     folder = faces_folder(root, image_size)
 
-    def build() -> ImageStore:
+    def build(tmp: Path) -> ImageStore:
         items, names = identity.scan(folder)
         if not items:
             raise InputError(f"{folder} has no face images; run `dvc repro align@faces`")
-        return _store_from_items(items, list(names), image_size, "faces")
+        return _store_from_items(items, list(names), image_size, "faces", tmp)
 
-    return _cached(cache_root / f"faces-{folder.name}-{image_size}-{digest[:16]}", build)
+    return _cached(cache_root / f"faces-{folder.name}-{image_size}-{digest[:16]}-v{STORE_VERSION}", build)

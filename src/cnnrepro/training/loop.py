@@ -2,7 +2,7 @@
 
 `fit` runs in one process or in each process of a torchrun job (DistributedDataParallel, a DistributedSampler
 and a per-rank share of the global batch). It checkpoints at every epoch boundary and resumes from there, with
-mixed precision, channels_last and torch.compile as the params section asks.
+mixed precision, channels_last and torch.compile as set in the params section.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
@@ -94,8 +94,29 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
+def polyak_update(decay: float):
+    """Return an AveragedModel multi_avg_fn: an exponential moving average with a warm-up of its decay.
+
+    After n updates the decay is min(decay, (1 + n) / (10 + n)), the `num_updates` rule of TensorFlow's
+    ExponentialMovingAverage. Without it, a short run with decay 0.999 would keep most of the initial weights.
+    """
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        count = float(num_averaged)
+        weight = 1.0 - min(decay, (1.0 + count) / (10.0 + count))
+        if torch.is_floating_point(averaged[0]):
+            torch._foreach_lerp_(averaged, current, weight)
+        else:
+            # Integer buffers (BatchNorm's num_batches_tracked) follow the model.
+            for target, source in zip(averaged, current, strict=True):
+                target.copy_(source)
+
+    return update
+
+
 def logits_of(outputs: Any) -> torch.Tensor:
-    """The class scores of a model output (GoogLeNet's training output also carries auxiliary logits)."""
+    """Return the class scores of a model output (GoogLeNet's training output also has auxiliary logits)."""
     return getattr(outputs, "logits", outputs)
 
 
@@ -124,7 +145,7 @@ def error_rate(model: nn.Module, loader: DataLoader, color: BatchColor, device: 
 
 @dataclass
 class LoopSettings:
-    """What `fit` needs beyond the datasets, usually taken from a params section."""
+    """Settings of `fit` beyond the datasets, usually taken from a params section."""
 
     epochs: int
     batch_size: int
@@ -193,8 +214,8 @@ def fit(
 ) -> FitResult:
     """Train `model` on `train_set` for settings.epochs epochs; return the trained and averaged networks.
 
-    `on_epoch(record)` runs on rank 0 after each epoch (also for epochs restored from a checkpoint), where
-    record holds epoch (1-based), train_loss, train_error, val_error (NaN without a validation set), lr,
+    `on_epoch(record)` runs on rank 0 after each epoch (also for epochs restored from a checkpoint). The
+    record contains epoch (1-based), train_loss, train_error, val_error (NaN without a validation set), lr,
     images_per_s and seconds.
     """
     if settings.batch_size % info.world_size:
@@ -220,7 +241,7 @@ def fit(
     scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
     averaged = None
     if settings.polyak_decay is not None:
-        averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(settings.polyak_decay), use_buffers=True)
+        averaged = AveragedModel(model, multi_avg_fn=polyak_update(settings.polyak_decay), use_buffers=True)
 
     start_epoch, records = 0, []
     state = resume.load() if resume is not None else None

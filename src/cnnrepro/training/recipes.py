@@ -1,8 +1,8 @@
 """The `train@<key>` stage body: data, model and recipe of each paper wired into the shared loop.
 
 Keys: lenet5, alexnet, deepface and googlenet-1 .. googlenet-7. The GoogLeNet members read one params section
-and share their initial weights (the paper's seven models did, "due to an oversight"); member k samples its
-crops and batch order with seed + k.
+and share their initial weights, as the seven models of Szegedy et al. (2014, section 7) did; member k samples
+its crops and batch order with seed + k.
 """
 
 from __future__ import annotations
@@ -177,7 +177,8 @@ def prepare(family: str, section: Any, root: Path, digest: str, info: distribute
 def feature_max(model: torch.nn.Module, prepared: Prepared, batch_size: int = 64) -> torch.Tensor:
     """Return DeepFace's per-component maximum of the F7 features over the training images.
 
-    The paper divides each feature component by this maximum before L2 normalisation.
+    DeepFace (Taigman et al., CVPR 2014) divides each feature component by this maximum before L2
+    normalisation.
     """
     model.eval()
     device = next(model.parameters()).device
@@ -192,18 +193,22 @@ def feature_max(model: torch.nn.Module, prepared: Prepared, batch_size: int = 64
     return result.cpu()
 
 
-def summary(records: list[dict[str, float]]) -> dict[str, float]:
-    """Headline metrics of a run from its epoch records."""
+def summary(records: list[dict[str, float]]) -> dict[str, float | None]:
+    """Compute a run's headline metrics from its epoch records; best_epoch minimises the validation error.
+
+    Without a validation set, best_epoch minimises the training error instead.
+    """
     last = records[-1]
     has_val = not math.isnan(last["val_error"])
     scores = [r["val_error"] if has_val else r["train_error"] for r in records]
     best = int(np.argmin(scores))
+    # JSON has no NaN, so a run without a validation set reports null validation errors.
     return {
         "train_loss": last["train_loss"],
         "train_error": last["train_error"],
-        "val_error": last["val_error"],
+        "val_error": last["val_error"] if has_val else None,
         "best_epoch": records[best]["epoch"],
-        "best_val_error": records[best]["val_error"],
+        "best_val_error": records[best]["val_error"] if has_val else None,
         "epochs": len(records),
         "images_per_s": float(np.mean([r["images_per_s"] for r in records])),
         "seconds": float(sum(r["seconds"] for r in records)),
