@@ -17,7 +17,8 @@ DATASETS = ("lfw", "faces")
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or args[0] not in DATASETS:
-        print(f"usage: python -m pipeline.align {{{','.join(DATASETS)}}} (got {' '.join(args) or 'nothing'})", file=sys.stderr)
+        got = " ".join(args) or "nothing"
+        print(f"usage: python -m pipeline.align {{{','.join(DATASETS)}}} (got {got})", file=sys.stderr)
         return 2
     dataset = args[0]
     raw = f"data/raw/{dataset}"

@@ -17,6 +17,7 @@ import os
 import shutil
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -123,7 +124,7 @@ def list_images(root: Path) -> list[str]:
             stems[key] = rel
             found.append(rel)
     if not found:
-        raise InputError(f"{root} holds no images in <identity>/<image> folders; check the download stage output")
+        raise InputError(f"{root} contains no images in <identity>/<image> folders; check the download stage output")
     return found
 
 
@@ -218,18 +219,20 @@ class Aligner:
     @property
     def detector(self) -> BatchMTCNN:
         if self._detector is None:
-            s = self.settings
-            self._detector = BatchMTCNN(s.min_face_size, s.thresholds, s.factor, device=s.device)
+            settings = self.settings
+            self._detector = BatchMTCNN(
+                settings.min_face_size, settings.thresholds, settings.factor, device=settings.device
+            )
         return self._detector
 
     def process(self, root: Path, work: Path, plan: Plan, progress: bool = True) -> list[AlignmentRecord]:
         """Align every planned batch not yet committed in `work`; return all records sorted by path."""
-        s = self.settings
+        settings = self.settings
         done_dir = work / "done"
         done_dir.mkdir(parents=True, exist_ok=True)
         records: list[AlignmentRecord] = list(plan.errors)
         for record in plan.errors:
-            _stop_on_error(s, record)
+            _stop_on_error(settings, record)
 
         pending = []
         for index, paths in enumerate(plan.batches):
@@ -240,37 +243,55 @@ class Aligner:
             else:
                 pending.append((index, paths))
         if len(pending) < len(plan.batches):
-            log.info("resuming: %d of %d batches already done in %s", len(plan.batches) - len(pending), len(plan.batches), work)
+            done = len(plan.batches) - len(pending)
+            log.info("resuming: %d of %d batches already done in %s", done, len(plan.batches), work)
 
         loader = DataLoader(
             _BatchDecoder(root, pending),
             batch_size=None,
             collate_fn=_unbatched,
-            num_workers=s.workers,
-            worker_init_fn=_worker_init if s.workers else None,
-            prefetch_factor=2 if s.workers else None,
+            num_workers=settings.workers,
+            worker_init_fn=_worker_init if settings.workers else None,
+            prefetch_factor=2 if settings.workers else None,
         )
         total = sum(len(p) for _, p in pending)
         bar = tqdm(total=total, unit="img", desc="align", disable=not progress, smoothing=0.1)
-        with bar:
+        # PNG encoding runs in threads (Pillow releases the GIL while compressing) and overlaps the next batch's
+        # detection. A batch is committed only once all its files are written.
+        unfinished: tuple[int, list[AlignmentRecord], list[Future]] | None = None
+
+        def commit(index: int, batch_records: list[AlignmentRecord], writes: list[Future]) -> None:
+            for write in writes:
+                write.result()
+            atomic.write_json(done_dir / f"{index:06d}.json", [asdict(r) for r in batch_records])
+            records.extend(batch_records)
+            bar.update(len(batch_records))
+
+        with bar, ThreadPoolExecutor(max_workers=max(1, settings.workers)) as writer:
             for index, decoded, errors in loader:
                 batch_records = [AlignmentRecord(path=rel, status=ERROR, message=msg) for rel, msg in errors]
                 for record in batch_records:
-                    _stop_on_error(s, record)
-                batch_records.extend(self._align_decoded(decoded, work))
-                atomic.write_json(done_dir / f"{index:06d}.json", [asdict(r) for r in batch_records])
-                records.extend(batch_records)
-                bar.update(len(batch_records))
+                    _stop_on_error(settings, record)
+                aligned, writes = self._align_decoded(decoded, work, writer)
+                batch_records.extend(aligned)
+                if unfinished is not None:
+                    commit(*unfinished)
+                unfinished = (index, batch_records, writes)
+            if unfinished is not None:
+                commit(*unfinished)
         records.sort(key=lambda r: r.path)
         return records
 
-    def _align_decoded(self, decoded: list[tuple[str, np.ndarray]], work: Path) -> list[AlignmentRecord]:
-        s = self.settings
+    def _align_decoded(
+        self, decoded: list[tuple[str, np.ndarray]], work: Path, writer: ThreadPoolExecutor
+    ) -> tuple[list[AlignmentRecord], list[Future]]:
+        """Detect and align decoded images; return their records and the PNG writes submitted to `writer`."""
+        settings = self.settings
         # A header can disagree with the decoded pixels (rare); such images form their own sub-batch.
         by_shape: dict[tuple[int, ...], list[tuple[str, np.ndarray]]] = {}
         for rel, pixels in decoded:
             by_shape.setdefault(pixels.shape, []).append((rel, pixels))
-        records = []
+        records, writes = [], []
         for members in by_shape.values():
             paths = [rel for rel, _ in members]
             images = torch.from_numpy(np.stack([pixels for _, pixels in members]))
@@ -281,18 +302,22 @@ class Aligner:
                 images.to(self.detector.device),
                 detections,
                 paths,
-                sizes=s.sizes,
-                select=s.select,
-                margin=s.margin,
-                fallback_fraction=s.fallback_fraction,
+                sizes=settings.sizes,
+                select=settings.select,
+                margin=settings.margin,
+                fallback_fraction=settings.fallback_fraction,
             )
             for size, arrays in crops.items():
                 for rel, array in zip(paths, arrays, strict=True):
-                    target = _crop_path(work / "crops", size, rel)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    Image.fromarray(array, mode="RGB").save(target, format="PNG")
+                    writes.append(writer.submit(_write_png, _crop_path(work / "crops", size, rel), array))
             records.extend(batch_records)
-        return records
+        return records, writes
+
+
+def _write_png(target: Path, array: np.ndarray) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # zlib level 1 wrote 152 px LFW crops 3.7x faster than PIL's default 6, with files 10% larger.
+    Image.fromarray(array, mode="RGB").save(target, format="PNG", compress_level=1)
 
 
 def summarize(records: Sequence[AlignmentRecord]) -> dict[str, float]:
