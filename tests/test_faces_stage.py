@@ -205,3 +205,17 @@ def test_invalid_select_is_named(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(params.ParamsError, match=r"align.select = 'biggest'.*central"):
         params.load(["align"], path)
+
+
+def test_pairs_subset_keeps_named_images(tmp_path):
+    from cnnrepro.faces.runner import pair_images
+
+    raw = tmp_path / "lfw"
+    raw.mkdir()
+    (raw / "pairs.txt").write_text("1\t1\nAnn\t1\t2\nAnn\t1\tBob\t1\n")
+    (raw / "pairsDevTrain.txt").write_text("1\nCid\t1\t2\nCid\t1\tAnn\t3\n")
+    (raw / "pairsDevTest.txt").write_text("1\nAnn\t1\t2\nAnn\t2\tBob\t1\n")
+    listed = ["Ann/Ann_0001.jpg", "Ann/Ann_0002.jpg", "Ann/Ann_0003.jpg", "Ann/Ann_0004.jpg",
+              "Bob/Bob_0001.jpg", "Cid/Cid_0001.jpg", "Cid/Cid_0002.jpg", "Dan/Dan_0001.jpg"]
+    kept = pair_images(raw, listed)
+    assert kept == listed[:3] + listed[4:7], f"only images named in the pairs files must stay: {kept}"

@@ -62,6 +62,7 @@ class AlignSettings:
     workers: int = 2
     device: str = "auto"
     on_error: str = "record"
+    subset: str = "all"
 
     @classmethod
     def from_params(cls, section) -> AlignSettings:
@@ -78,6 +79,7 @@ class AlignSettings:
             workers=section.workers,
             device=section.device,
             on_error=section.on_error,
+            subset=section.subset,
         )
 
     def output_key(self) -> dict:
@@ -126,6 +128,26 @@ def list_images(root: Path) -> list[str]:
     if not found:
         raise InputError(f"{root} contains no images in <identity>/<image> folders; check the download stage output")
     return found
+
+
+PAIRS_FILES = ("pairs.txt", "pairsDevTrain.txt", "pairsDevTest.txt")
+
+
+def pair_images(raw: Path, paths: Sequence[str]) -> list[str]:
+    """Keep the images of `paths` that LFW's pairs files at the top of `raw` name, in their original order."""
+    from cnnrepro.data import lfw
+
+    named = set()
+    for name in PAIRS_FILES:
+        if not (raw / name).is_file():
+            raise InputError(f"{raw / name} is missing: align.subset 'pairs' needs the LFW pairs files")
+        for fold in lfw.read_pairs(raw / name):
+            for pair in fold:
+                named.add(lfw.image_relpath(pair.name1, pair.n1))
+                named.add(lfw.image_relpath(pair.name2, pair.n2))
+    kept = [path for path in paths if path in named]
+    log.info("align.subset pairs: %d of %d images are named in the pairs files", len(kept), len(paths))
+    return kept
 
 
 def plan_batches(root: Path, paths: Sequence[str], batch_size: int) -> Plan:
@@ -402,6 +424,8 @@ def align_folder(
     started = time.perf_counter()
     root = image_root(raw)
     paths = list_images(root)
+    if settings.subset == "pairs" and protocol:
+        paths = pair_images(raw, paths)
     plan = plan_batches(root, paths, settings.batch_size)
     key = fingerprint(settings, input_digest, paths)
     work = state / f"{out.name}-{key[:16]}"

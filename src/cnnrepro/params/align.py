@@ -28,6 +28,9 @@ class AlignParams(Section):
     margin: float = Field(0.0, ge=0.0, lt=0.5)
     # Without a detected face: a centre crop whose side is this fraction of the shorter image side.
     fallback_fraction: float = Field(1.0, gt=0.0, le=1.0)
+    # all: every image. pairs: for a dataset with LFW pairs files, only the images those files name (7,701 of
+    # LFW's 13,233 for the full files), which is all that the verification protocols read.
+    subset: Literal["all", "pairs"] = "all"
     batch_size: PositiveInt = 32
     # DataLoader processes that decode images; 0 decodes in the main process.
     workers: int = Field(2, ge=0)
