@@ -71,6 +71,32 @@ def test_invalid_value_names_key_and_allowed(key, value, expected, repo_copy):
     assert expected in str(info.value), f"message {info.value!r} lacks {expected!r}"
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("download.retries", -1, "download.retries = -1 is invalid"),
+        ("download.timeout_s", -5.0, "download.timeout_s = -5.0 is invalid"),
+    ],
+)
+def test_leaf_key_keeps_field_bounds(key, value, expected, repo_copy):
+    path = repo_copy / "params.yaml"
+    _edit(path, key, value)
+    with pytest.raises(params.ParamsError) as info:
+        params.load([key], path)
+    assert expected in str(info.value), f"message {info.value!r} lacks {expected!r}"
+
+
+def test_unknown_top_level_key_is_rejected(repo_copy):
+    path = repo_copy / "params.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["trian"] = data["train"]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(params.ParamsError) as info:
+        params.load(["train.lenet5"], path)
+    assert "unknown top-level key 'trian'" in str(info.value), f"message {info.value!r} does not name the key"
+    assert "did you mean 'train'" in str(info.value), f"message {info.value!r} suggests no fix"
+
+
 def test_missing_section_is_named(repo_copy):
     path = repo_copy / "params.yaml"
     _edit(path, "evaluate", _DELETE)

@@ -11,7 +11,7 @@ import difflib
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -49,7 +49,12 @@ class Params(BaseModel):
 
 
 def _field_type(model: type[BaseModel], name: str) -> Any:
-    return model.model_fields[name].annotation
+    # Pydantic moves a field's constraints (ge, le, gt) out of its annotation into `metadata`. Putting them back
+    # keeps the bounds of a leaf key that a stage validates on its own, such as download.retries.
+    field = model.model_fields[name]
+    if field.metadata:
+        return Annotated[(field.annotation, *field.metadata)]
+    return field.annotation
 
 
 def section_type(key: str) -> Any:
@@ -119,6 +124,15 @@ def load(keys: Iterable[str], path: str | os.PathLike[str] = PARAMS_FILE) -> dic
     """
     path = Path(path)
     data = read_yaml(path)
+    # A stray top-level section (a misspelt copy such as `trian:`) would otherwise be ignored by every stage.
+    for name in data:
+        if name not in Params.model_fields:
+            hint = difflib.get_close_matches(str(name), list(Params.model_fields), n=1)
+            did_you_mean = f" (did you mean '{hint[0]}'?)" if hint else ""
+            raise ParamsError(
+                f"{path}: unknown top-level key '{name}'{did_you_mean}; "
+                f"allowed: {', '.join(Params.model_fields)}"
+            )
     result: dict[str, Any] = {}
     for key in keys:
         kind = section_type(key)
