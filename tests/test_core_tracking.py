@@ -100,3 +100,53 @@ def test_credentials_never_logged_or_spooled(tmp_path, monkeypatch, caplog):
         if path.is_file():
             assert secret not in path.read_text(errors="replace"), f"a tracking password reached {path}"
     assert tracking.run.redact(f"http://alice:{secret}@host:5000/x") == "http://***@host:5000/x"
+
+
+class _ShellPayload:
+    """Unpickling this object runs a shell command that creates `marker`."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _spool_lenet5(tmp_path, monkeypatch) -> Path:
+    from cnnrepro import models
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_free_port()}")
+    with tracking.stage_run("train@lenet5", root=tmp_path) as run:
+        run.log_model(models.build("lenet5", num_classes=10), name="lenet5")
+    (folder,) = spool.pending(tmp_path / ".cnnrepro")
+    return folder
+
+
+def test_spooled_model_is_state_dict_and_syncs(tmp_path, monkeypatch):
+    import torch
+
+    folder = _spool_lenet5(tmp_path, monkeypatch)
+    stored = folder / "models" / "lenet5.pt"
+    saved = torch.load(stored, map_location="cpu", weights_only=True)
+    assert saved["build"]["family"] == "lenet5", f"spooled build arguments: {saved['build']}"
+    target = f"sqlite:///{tmp_path / 'later.db'}"
+    logged, failed = tracking.sync(tmp_path / ".cnnrepro", uri=target)
+    assert (logged, failed) == (1, 0), f"sync logged {logged}, failed {failed}"
+    client = MlflowClient(target)
+    run = client.search_runs([client.get_experiment_by_name("cnnrepro").experiment_id])[0]
+    models_logged = client.search_logged_models(experiment_ids=[run.info.experiment_id])
+    assert [m.name for m in models_logged] == ["lenet5"], f"logged models: {models_logged}"
+
+
+def test_spooled_pickle_payload_is_rejected(tmp_path, monkeypatch):
+    import torch
+
+    folder = _spool_lenet5(tmp_path, monkeypatch)
+    marker = tmp_path / "payload-ran"
+    torch.save({"state_dict": _ShellPayload(marker), "build": {}}, folder / "models" / "lenet5.pt")
+    logged, failed = tracking.sync(tmp_path / ".cnnrepro", uri=f"sqlite:///{tmp_path / 'later.db'}")
+    assert not marker.exists(), "sync unpickled a spooled file and ran its payload"
+    assert (logged, failed) == (0, 1), f"sync logged {logged}, failed {failed}"
+    assert spool.pending(tmp_path / ".cnnrepro") == [folder], "a rejected spool folder must stay for inspection"

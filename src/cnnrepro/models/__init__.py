@@ -54,4 +54,11 @@ def build(family: str, *, num_classes: int, image_size: int | None = None, width
         raise ValueError(f"num_classes must be at least 1, got {num_classes}")
     if width <= 0:
         raise ValueError(f"width must be positive, got {width}")
-    return _BUILDERS[family](num_classes=num_classes, image_size=image_size, width=width, **options_)
+    model = _BUILDERS[family](num_classes=num_classes, image_size=image_size, width=width, **options_)
+    # The arguments that rebuild this architecture, so a state dict alone can restore the model (the tracking
+    # spool relies on this to avoid pickling whole modules).
+    model.cnnrepro_build = {
+        "family": family,
+        "kwargs": {"num_classes": num_classes, "image_size": image_size, "width": width, **options_},
+    }
+    return model

@@ -52,9 +52,16 @@ class Spool:
     def add_model(self, model, name: str, registered_model_name: str | None, options: dict[str, Any]) -> None:
         import torch
 
+        build = getattr(model, "cnnrepro_build", None)
+        if build is None:
+            # Only a state dict is stored, because `sync` loads spooled files with weights_only=True and never
+            # unpickles a module. A model that `cnnrepro.models.build` did not make cannot be rebuilt from one.
+            log.warning("model %s was not spooled: it was not built by cnnrepro.models.build", name)
+            return
         stored = self.folder / "models" / f"{name}.pt"
         stored.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model, stored)
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        torch.save({"state_dict": state, "build": build}, stored)
         self.append(
             {
                 "op": "model",
@@ -75,7 +82,6 @@ def _replay(folder: Path, uri: str) -> str:
     """Log one spool folder's records to `uri`; return the run id they went to."""
     import mlflow
     import mlflow.pytorch
-    import torch
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
@@ -124,9 +130,7 @@ def _replay(folder: Path, uri: str) -> str:
             else:
                 client.log_artifact(run_id, str(path), op["artifact_path"])
         elif kind == "model":
-            # NOTE: the spooled model is a full pickle that this machine wrote itself; it is loaded with
-            # weights_only=False, so never copy spool folders from untrusted sources.
-            model = torch.load(folder / op["file"], map_location="cpu", weights_only=False)
+            model = _load_spooled_model(folder / op["file"])
             mlflow.set_tracking_uri(uri)
             with _active_run(run_id):
                 mlflow.pytorch.log_model(
@@ -138,6 +142,25 @@ def _replay(folder: Path, uri: str) -> str:
             raise ValueError(f"{folder / OPS_FILE} has an unknown record {kind!r}")
     assert run_id is not None
     return run_id
+
+
+def _load_spooled_model(path: Path):
+    """Rebuild a spooled model from its state dict; a file holding anything else raises ValueError."""
+    import pickle
+
+    import torch
+
+    from cnnrepro import models
+
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        raise ValueError(f"{path} is not a weights-only model file ({type(err).__name__}: {err})") from None
+    if not isinstance(saved, dict) or "state_dict" not in saved or "build" not in saved:
+        raise ValueError(f"{path} lacks a state_dict and build entry; delete its spool folder")
+    model = models.build(saved["build"]["family"], **saved["build"]["kwargs"])
+    model.load_state_dict(saved["state_dict"])
+    return model.eval()
 
 
 def sync(state_dir: Path, uri: str | None = None) -> tuple[int, int]:
