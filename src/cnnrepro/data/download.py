@@ -18,7 +18,7 @@ from typing import Any
 from cnnrepro import manifest
 from cnnrepro.data import archives, identity, ilsvrc, imagenet, lfw, mnist, sources
 from cnnrepro.data.fetch import RemoteFile, download, link_or_copy, verify
-from cnnrepro.data.mirror import MIRROR_ENV, Mirror
+from cnnrepro.data.mirror import MIRROR_ENV, SUMS_FILE, Mirror
 from cnnrepro.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -297,9 +297,11 @@ def _faces_orl(out: Path, fetcher: Fetcher) -> tuple[dict[str, str], str]:
     def is_pgm(name: str) -> bool:
         return name.endswith(".pgm")
 
+    unlisted: list[str] = []
     if fetcher.mirror:
         sums = fetcher.mirror.copy_tree("orl-faces/orl_faces", out, accept=is_pgm, label="link ORL")
         origin = f"mirror folder {fetcher.mirror.path('orl-faces/orl_faces')}"
+        unlisted = [rel for rel in sums if f"orl-faces/orl_faces/{rel}" not in fetcher.mirror.sums]
     else:
         archive = fetcher.download(sources.ORL_ARCHIVE)
         staging = out / ".extract"
@@ -320,8 +322,15 @@ def _faces_orl(out: Path, fetcher: Fetcher) -> tuple[dict[str, str], str]:
     if digest != sources.ORL_CONTENT_DIGEST:
         message = (f"the {len(full)} ORL images differ from the published set of {sources.ORL_IMAGE_COUNT} "
                    f"(content digest {digest}, expected {sources.ORL_CONTENT_DIGEST})")
-        if not (fetcher.mirror and fetcher.mirror.sums):
+        if not fetcher.mirror:
             raise InputError(message + ": restore the original files")
+        if unlisted:
+            # A file that SHA256SUMS does not list was never checked, so it may be the damaged one.
+            raise InputError(
+                f"{message}, and the mirror's {SUMS_FILE} does not list {len(unlisted)} of them, such as "
+                f"{fetcher.mirror.path('orl-faces/orl_faces/' + unlisted[0])}: restore the original files or add "
+                f"their checksums to {fetcher.mirror.path(SUMS_FILE)}"
+            )
         log.warning("%s; every file matched the mirror's SHA256SUMS, so the subset is used", message)
     return full, origin
 
