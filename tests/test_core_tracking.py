@@ -150,3 +150,24 @@ def test_spooled_pickle_payload_is_rejected(tmp_path, monkeypatch):
     assert not marker.exists(), "sync unpickled a spooled file and ran its payload"
     assert (logged, failed) == (0, 1), f"sync logged {logged}, failed {failed}"
     assert spool.pending(tmp_path / ".cnnrepro") == [folder], "a rejected spool folder must stay for inspection"
+
+
+def test_killed_stage_run_is_closed_on_rerun(tmp_path, mlflow_uri):
+    import subprocess
+    import sys
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = ended.stdout.strip()
+    with tracking.stage_run("train@lenet5", root=tmp_path) as first:
+        pass
+    client = MlflowClient(mlflow_uri)
+    # A run as a SIGKILLed stage leaves it: RUNNING, with the pid of a process that has ended.
+    orphan = client.create_run(
+        client.get_experiment_by_name("cnnrepro").experiment_id,
+        tags={**first.tags, "cnnrepro.pid": dead_pid},
+    ).info.run_id
+    with tracking.stage_run("train@lenet5", root=tmp_path) as rerun:
+        pass
+    assert client.get_run(orphan).info.status == "KILLED", "the orphaned run must be marked KILLED"
+    assert client.get_run(orphan).data.tags["cnnrepro.closed_by"] == rerun.run_id, "closing run not recorded"
+    assert client.get_run(first.run_id).info.status == "FINISHED", "a finished run must keep its status"

@@ -100,6 +100,16 @@ def _server_reachable(uri: str, timeout: float = 5.0) -> str | None:
     return None
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _clip(value: Any) -> str:
     text = str(value)
     return text if len(text) <= MAX_PARAM_CHARS else text[: MAX_PARAM_CHARS - 3] + "..."
@@ -130,6 +140,7 @@ class StageRun:
             f"{TAG_PREFIX}stage": stage,
             f"{TAG_PREFIX}pipeline_id": pipeline_id(),
             f"{TAG_PREFIX}host": socket.gethostname(),
+            f"{TAG_PREFIX}pid": str(os.getpid()),
             "mlflow.runName": stage,
             "mlflow.source.type": "JOB",
         }
@@ -187,10 +198,38 @@ class StageRun:
             if reason is not None:
                 raise ConnectionError(reason)
             client = self._client()
-            run = client.create_run(self._experiment_id(client), run_name=self.stage, tags=tags)
+            experiment_id = self._experiment_id(client)
+            run = client.create_run(experiment_id, run_name=self.stage, tags=tags)
             self.run_id = run.info.run_id
         except Exception as err:
             self._go_offline(err, start={"experiment": self.experiment, "tags": tags, "run_name": self.stage})
+            return
+        self._close_orphans(client, experiment_id)
+
+    def _close_orphans(self, client, experiment_id: str) -> None:
+        """Mark KILLED the RUNNING runs of this stage whose process on this host no longer exists.
+
+        A stage killed with SIGKILL cannot end its run, which would otherwise stay RUNNING forever. Runs from
+        other hosts, and runs without a pid tag, are left alone because their process cannot be checked here.
+        """
+        host = self.tags[f"{TAG_PREFIX}host"]
+        query = (
+            f"tags.`{TAG_PREFIX}stage` = '{self.stage}' and tags.`{TAG_PREFIX}host` = '{host}' "
+            f"and attributes.status = 'RUNNING'"
+        )
+        try:
+            candidates = client.search_runs([experiment_id], filter_string=query, max_results=100)
+            for candidate in candidates:
+                pid = candidate.data.tags.get(f"{TAG_PREFIX}pid", "")
+                if candidate.info.run_id == self.run_id or not pid.isdigit() or _process_alive(int(pid)):
+                    continue
+                client.set_tag(candidate.info.run_id, f"{TAG_PREFIX}closed_by", self.run_id)
+                client.set_terminated(candidate.info.run_id, status="KILLED")
+                log.info("marked run %s of %s KILLED: its process %s has ended", candidate.info.run_id,
+                         self.stage, pid)
+        except Exception as err:
+            log.warning("could not close the orphaned runs of %s: %s: %s", self.stage, type(err).__name__,
+                        redact(str(err)))
 
     def _go_offline(self, err: BaseException, start: dict[str, Any] | None = None) -> None:
         if self.spool is None:
