@@ -100,3 +100,13 @@ def test_credentials_never_logged_or_spooled(tmp_path, monkeypatch, caplog):
         if path.is_file():
             assert secret not in path.read_text(errors="replace"), f"a tracking password reached {path}"
     assert tracking.run.redact(f"http://alice:{secret}@host:5000/x") == "http://***@host:5000/x"
+
+
+def test_dvc_command_lines_detected():
+    from cnnrepro.tracking.run import _is_dvc
+
+    assert _is_dvc(["/venv/bin/dvc", "repro"]), "the dvc console script"
+    assert _is_dvc(["/venv/bin/python", "-m", "dvc", "repro"]), "python -m dvc"
+    assert _is_dvc(["/venv/bin/python", "/venv/bin/dvc", "exp", "run"]), "a python running the dvc script"
+    assert not _is_dvc(["/venv/bin/python", "-m", "pytest"]), "pytest is not dvc"
+    assert not _is_dvc([]), "an empty command line is not dvc"
