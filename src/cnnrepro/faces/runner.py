@@ -174,9 +174,18 @@ def _worker_init(_worker_id: int) -> None:
     torch.set_num_threads(1)
 
 
+def _code_digest() -> str:
+    """Hash this package's source, so that work left by an older version of the aligner is not resumed."""
+    digest = hashlib.sha256()
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
 def fingerprint(settings: AlignSettings, input_digest: str, paths: Sequence[str]) -> str:
     payload = json.dumps(
-        {"settings": settings.output_key(), "input": input_digest, "paths": list(paths)}, sort_keys=True
+        {"settings": settings.output_key(), "input": input_digest, "paths": list(paths), "code": _code_digest()},
+        sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()
 
