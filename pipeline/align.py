@@ -6,6 +6,7 @@ and metrics/align/<dataset>.json. Run from the repository root: `python -m pipel
 
 from __future__ import annotations
 
+import os
 import sys
 
 from cnnrepro import atomic, paths
@@ -25,9 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     out = f"data/aligned/{dataset}"
 
     def body(ctx: StageContext) -> dict[str, float]:
+        import torch
+
         from cnnrepro.faces.runner import AlignSettings, align_folder
 
         settings = AlignSettings.from_params(ctx.params["align"])
+        # The decoder processes and the detector share the cores. More torch threads than free cores made
+        # detection several times slower on a busy 2-core machine, because OpenMP threads wait on each other.
+        threads = max(1, (os.cpu_count() or 1) - settings.workers)
+        torch.set_num_threads(min(threads, torch.get_num_threads()))
         summary = align_folder(
             ctx.root / raw,
             ctx.root / out,

@@ -171,3 +171,13 @@ def test_killed_stage_run_is_closed_on_rerun(tmp_path, mlflow_uri):
     assert client.get_run(orphan).info.status == "KILLED", "the orphaned run must be marked KILLED"
     assert client.get_run(orphan).data.tags["cnnrepro.closed_by"] == rerun.run_id, "closing run not recorded"
     assert client.get_run(first.run_id).info.status == "FINISHED", "a finished run must keep its status"
+
+
+def test_dvc_command_lines_detected():
+    from cnnrepro.tracking.run import _is_dvc
+
+    assert _is_dvc(["/venv/bin/dvc", "repro"]), "the dvc console script"
+    assert _is_dvc(["/venv/bin/python", "-m", "dvc", "repro"]), "python -m dvc"
+    assert _is_dvc(["/venv/bin/python", "/venv/bin/dvc", "exp", "run"]), "a python running the dvc script"
+    assert not _is_dvc(["/venv/bin/python", "-m", "pytest"]), "pytest is not dvc"
+    assert not _is_dvc([]), "an empty command line is not dvc"

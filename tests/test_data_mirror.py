@@ -13,6 +13,7 @@ import pytest
 from cnnrepro.data import download, identity, imagenet, lfw, mnist, sources
 from cnnrepro.data.mirror import Mirror
 from cnnrepro.errors import InputError
+from cnnrepro.params.download import LfwDownload
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,7 +62,7 @@ def test_mirror_mnist_damaged_copy(shared_data, tmp_path):
 
 
 def test_mirror_lfw_full_set(mirror, shared_data, tmp_path):
-    out, prepared = _run("lfw", SimpleNamespace(images="deepfunneled"), _fetcher(mirror, tmp_path), tmp_path)
+    out, prepared = _run("lfw", LfwDownload(images="deepfunneled"), _fetcher(mirror, tmp_path), tmp_path)
     assert prepared.info["image_count"] == sources.LFW_IMAGE_COUNT, prepared.info
     assert prepared.info["people"] == 5749, prepared.info
     assert prepared.info["official_content"] is True, prepared.info
@@ -139,4 +140,4 @@ def test_mirror_without_sums_subset_rejected(shared_data, tmp_path):
     shutil.copytree(shared_data / "lfw" / "lfw-deepfunneled" / "Zico", copy / "lfw-deepfunneled" / "Zico")
     with pytest.raises(InputError, match="differ from the official set"):
         fetcher = _fetcher(Mirror.open(tmp_path / "mirror"), tmp_path)
-        _run("lfw", SimpleNamespace(images="deepfunneled"), fetcher, tmp_path)
+        _run("lfw", LfwDownload(images="deepfunneled"), fetcher, tmp_path)

@@ -127,6 +127,8 @@ def test_deepface_lfw_protocols(project, monkeypatch, shared_data):
         for name in ("accuracy", "accuracy_se", "auc", "eer", "tar_at_far_1e-3"):
             assert f"{protocol}.{name}" in metrics, f"metric {protocol}.{name}"
     assert metrics["pairs"] == 24, "every pair evaluated"
+    assert metrics["accuracy_mean"] == metrics["image_restricted.accuracy"], "headline accuracy is image-restricted"
+    assert metrics["accuracy_se"] == metrics["image_restricted.accuracy_se"], "headline SE is image-restricted"
     assert metrics["fallback_pairs"] >= 1, "pairs with a centre-crop fallback image are counted"
     rows = json.loads((project / "results/deepface/protocols.json").read_text())["protocols"]
     assert len(rows[0]["fold_accuracies"]) == 3, "one accuracy per fold of the file"
@@ -183,3 +185,5 @@ def test_googlenet_member_multicrop_probs(project, monkeypatch, shared_data):
             assert metrics[f"top1_error_{scheme}crop"] == pytest.approx(expected, abs=1e-6), f"{scheme}-crop top-1"
         for label, path in zip(saved["labels"], saved["paths"]):
             assert model_classes[label] == Path(str(path)).parent.name, f"{path} labelled {model_classes[label]}"
+    assert metrics["top1_error"] == metrics["top1_error_144crop"], "headline top-1 is the largest crop scheme"
+    assert metrics["top5_error"] == metrics["top5_error_144crop"], "headline top-5 is the largest crop scheme"

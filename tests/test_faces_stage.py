@@ -161,7 +161,9 @@ def _project(tmp_path: Path, overrides: dict) -> Path:
 
 
 def test_stage_end_to_end_on_lfw(shared_data, tmp_path, mlflow_uri):
-    project = _project(tmp_path, {"sizes": [152, 64], "batch_size": 16, "workers": 1, "device": "cpu"})
+    project = _project(
+        tmp_path, {"sizes": [152, 64], "batch_size": 16, "workers": 1, "device": "cpu", "subset": "all"}
+    )
     raw = project / "data" / "raw" / "lfw"
     _lfw_subset(shared_data, raw, 49)
     # One unreadable file is reported, not dropped.

@@ -216,3 +216,20 @@ def test_build_rejects_unknown_option(family):
 def test_build_rejects_invalid_value(family, kwargs, message):
     with pytest.raises(ValueError, match=message):
         build(family, num_classes=10, **kwargs)
+
+
+@pytest.mark.parametrize("family", ["alexnet", "deepface", "googlenet"])
+def test_kaiming_init_option(family):
+    import math
+
+    torch.manual_seed(0)
+    sizes = {"alexnet": 67, "deepface": 76, "googlenet": 96}
+    model = build(family, num_classes=5, image_size=sizes[family], width=0.25, init="kaiming")
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    fan_in = conv.weight[0].numel()
+    expected = math.sqrt(2.0 / fan_in)
+    measured = conv.weight.std().item()
+    assert abs(measured - expected) < 0.25 * expected, f"{family}: first conv std {measured:.4f}, He std {expected:.4f}"
+    assert torch.count_nonzero(conv.bias) == 0, f"{family}: kaiming biases must start at zero"
+    with pytest.raises(ValueError, match="init must be one of"):
+        build(family, num_classes=5, image_size=sizes[family], width=0.25, init="xavier")

@@ -70,6 +70,9 @@ class LeNet5Train(TrainCommon):
 
 
 class AlexNetTrain(TrainCommon):
+    # paper: the paper's weight initialisation. kaiming: He-normal weights and zero biases, which short
+    # reduced-size runs need to leave chance level.
+    init: Literal["paper", "kaiming"] = "paper"
     image_size: PositiveInt = 227
     towers: Literal[1, 2] = 2
     lrn: bool = True
@@ -85,6 +88,9 @@ class AlexNetTrain(TrainCommon):
 
 
 class DeepFaceTrain(TrainCommon):
+    # paper: the paper's weight initialisation. kaiming: He-normal weights and zero biases, which short
+    # reduced-size runs need to leave chance level.
+    init: Literal["paper", "kaiming"] = "paper"
     image_size: PositiveInt = 152
     epochs: PositiveInt = 15
     dropout: float = Field(0.5, ge=0.0, lt=1.0)
@@ -94,6 +100,8 @@ class DeepFaceTrain(TrainCommon):
 
 
 class GoogLeNetTrain(TrainCommon):
+    # paper: the Caffe replication's initialisation. kaiming: He-normal weights and zero biases.
+    init: Literal["paper", "kaiming"] = "paper"
     epochs: PositiveInt = 250
     batch_size: PositiveInt = 128
     aux_heads: bool = True

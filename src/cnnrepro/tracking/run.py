@@ -65,6 +65,12 @@ def git_commit(root: Path | None = None) -> str | None:
     return out.stdout.strip() or None
 
 
+def _is_dvc(cmdline: list[str]) -> bool:
+    """Tell whether a command line runs DVC: `dvc ...`, `python -m dvc ...` or a script named dvc."""
+    names = [Path(part).name for part in cmdline[:3]]
+    return bool(names) and (names[0] in ("dvc", "dvc.exe") or "dvc" in names[1:2] or names[1:3] == ["-m", "dvc"])
+
+
 def pipeline_id() -> str:
     """Return an id shared by every stage of one pipeline run.
 
@@ -77,8 +83,7 @@ def pipeline_id() -> str:
         import psutil
 
         for parent in psutil.Process().parents():
-            cmdline = parent.cmdline()
-            if any(Path(part).name in ("dvc", "dvc.exe") for part in cmdline[:2]) or "dvc" in cmdline[1:2]:
+            if _is_dvc(parent.cmdline()):
                 return f"dvc-{socket.gethostname()}-{parent.pid}-{int(parent.create_time())}"
     except Exception as err:  # psutil can fail on restricted /proc; an unshared id is the fallback
         log.debug("cannot inspect parent processes: %s", err)

@@ -86,9 +86,9 @@ class Prepared:
 def _build_options(family: str, section: Any) -> dict[str, Any]:
     names = {
         "lenet5": ("activation",),
-        "alexnet": ("towers", "lrn", "overlapping_pool", "dropout", "activation"),
-        "deepface": ("dropout",),
-        "googlenet": ("aux_heads", "batch_norm", "dropout"),
+        "alexnet": ("towers", "lrn", "overlapping_pool", "dropout", "activation", "init"),
+        "deepface": ("dropout", "init"),
+        "googlenet": ("aux_heads", "batch_norm", "dropout", "init"),
     }[family]
     return {name: getattr(section, name) for name in names}
 
