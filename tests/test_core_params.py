@@ -143,3 +143,11 @@ def test_undeclared_read_is_rejected():
     with pytest.raises(RuntimeError, match="declares only"):
         stage.check_declared(REPO, "train@lenet5", ["profile", "train.alexnet"])
     stage.check_declared(REPO, "align@lfw", ["profile", "align.detector"])
+
+
+def test_profile_partial_override_keeps_section_defaults(repo_copy):
+    (repo_copy / "profiles" / "smoke.yaml").write_text("train:\n  deepface:\n    optimizer:\n      lr: 0.003\n")
+    tree = profiles.resolve("smoke", repo_copy)
+    optimizer = tree["train"]["deepface"]["optimizer"]
+    assert optimizer["lr"] == 0.003, "the profile's value must win"
+    assert optimizer["weight_decay"] == 0.0, "DeepFace's own default (no weight decay) must survive the override"

@@ -37,8 +37,17 @@ def _deep_merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, A
     return merged
 
 
-def _empty_tree() -> dict[str, Any]:
-    return {name: {} for name in Params.model_fields if name != "profile"}
+def _default_tree() -> dict[str, Any]:
+    """Return every section's defaults, so a profile that sets one nested key keeps its siblings' defaults.
+
+    Merging onto empty sections would rebuild a nested section from its own class defaults and lose the ones
+    its parent overrides (DeepFace's optimizer has no weight decay, while the optimizer class default has).
+    """
+    return {
+        name: field.annotation().model_dump(mode="json")
+        for name, field in Params.model_fields.items()
+        if name != "profile"
+    }
 
 
 def resolve(name: str, root: Path) -> dict[str, Any]:
@@ -50,7 +59,7 @@ def resolve(name: str, root: Path) -> dict[str, Any]:
         raise ParamsError(f"profile file {path} not found")
     with open(path, encoding="utf-8") as handle:
         overlay = yaml.safe_load(handle) or {}
-    tree = _deep_merge(_empty_tree(), overlay)
+    tree = _deep_merge(_default_tree(), overlay)
     tree["profile"] = name
     try:
         validated = Params.model_validate(tree)
