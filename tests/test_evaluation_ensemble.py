@@ -19,7 +19,7 @@ CLASSES, IMAGES = 12, 60
 def member_probs(seed: int, labels: np.ndarray, skill: float) -> dict[int, np.ndarray]:
     rng = np.random.default_rng(seed)
     out = {}
-    for scheme, boost in ((1, 0.0), (10, 0.5)):
+    for scheme, boost in ((1, 0.0), (10, 0.5), (144, 0.8)):
         logits = rng.normal(0, 1, (len(labels), CLASSES))
         logits[np.arange(len(labels)), labels] += skill + boost
         p = np.exp(logits)
@@ -51,6 +51,18 @@ def test_grid_rows_and_best_member(tmp_path):
     mean = np.mean([p[10].astype(np.float32) for p in probs], axis=0)
     assert rows[3]["top5_error"] == pytest.approx(topk_errors(mean, labels)["top5_error"]), "7 x 10 top-5 error"
     assert rows[2]["paper_top5_error"] == pytest.approx(0.0809), "paper value beside the 7 x 1 cell"
+
+
+def test_full_table3_grid(tmp_path):
+    labels, probs = write_members(tmp_path)
+    members = [ensemble.load_member(tmp_path / "results" / f"googlenet-{k}") for k in range(1, 8)]
+    rows, _ = ensemble.grid(members, [1, 10, 144])
+    cells = [(r["models"], r["crops"], r["cost"]) for r in rows]
+    expected = [(1, 1, 1), (1, 10, 10), (1, 144, 144), (7, 1, 7), (7, 10, 70), (7, 144, 1008)]
+    assert cells == expected, f"Table 3 cells and costs: {cells}"
+    mean = np.mean([p[144].astype(np.float32) for p in probs], axis=0)
+    assert rows[5]["top5_error"] == pytest.approx(topk_errors(mean, labels)["top5_error"]), "7 x 144 top-5 error"
+    assert rows[5]["paper_top5_error"] == pytest.approx(0.0667), "paper value beside the 7 x 144 cell"
 
 
 def test_members_curve_starts_at_best(tmp_path):
