@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,9 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(REPO / "src"), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
 )
 os.environ.setdefault("CNNREPRO_LOG_LEVEL", "INFO")
+# Stage commands and test projects call plain `python` and `dvc`: they must be this environment's, as in an
+# activated venv, also when the tests run as `.venv/bin/python -m pytest` without activating it.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
 def _shared_data() -> Path:
