@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -23,23 +24,21 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture
-def mlflow_server(tmp_path):
-    """A real `mlflow server` on 127.0.0.1; yields (URI, artifact folder). The process group is killed after."""
+@contextlib.contextmanager
+def running_mlflow_server(backend_uri: str, artifacts: Path, log_path: Path, timeout_s: float = 180):
+    """Run a real `mlflow server` on 127.0.0.1 with proxied artifacts; yield its URI, then kill its group."""
     port = _free_port()
-    artifacts = tmp_path / "server-artifacts"
-    log_path = tmp_path / "server.log"
     command = [
         sys.executable, "-m", "mlflow", "server",
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+        "--backend-store-uri", backend_uri,
         "--serve-artifacts", "--artifacts-destination", str(artifacts),
     ]
     with open(log_path, "w") as log:
         server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + timeout_s
         while True:
             try:
                 if requests.get(f"{uri}/health", timeout=2).status_code == 200:
@@ -49,14 +48,24 @@ def mlflow_server(tmp_path):
             if server.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"mlflow server did not start:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.5)
-        yield uri, artifacts
+        yield uri
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real `mlflow server` on SQLite; yields (URI, artifact folder)."""
+    artifacts = tmp_path / "server-artifacts"
+    backend = f"sqlite:///{tmp_path / 'server.db'}"
+    with running_mlflow_server(backend, artifacts, tmp_path / "server.log") as uri:
+        yield uri, artifacts
 
 
 def test_stage_runs_on_mlflow_server(mlflow_server, tmp_path, monkeypatch):

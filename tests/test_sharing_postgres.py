@@ -9,19 +9,15 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
-import requests
 from mlflow import MlflowClient
 
 from cnnrepro.tracking import stage_run
-from tests.test_sharing_mlflow import _free_port
+from tests.test_sharing_mlflow import _free_port, running_mlflow_server
 
 
 def _pg_bin(name: str) -> str:
@@ -63,28 +59,8 @@ def postgres():
 
 
 def test_stage_run_on_postgres_backed_server(postgres, tmp_path, monkeypatch):
-    port = _free_port()
-    command = [
-        sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        "--backend-store-uri", postgres, "--serve-artifacts", "--artifacts-destination", str(tmp_path / "artifacts"),
-    ]
-    log_path = tmp_path / "mlflow-server.log"
-    with open(log_path, "w") as log:
-        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if requests.get(f"{uri}/health", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, (
-                f"mlflow server on PostgreSQL did not start:\n{log_path.read_text()[-3000:]}"
-            )
-            time.sleep(0.5)
-
+    artifacts = tmp_path / "artifacts"
+    with running_mlflow_server(postgres, artifacts, tmp_path / "mlflow-server.log") as uri:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         monkeypatch.setenv("CNNREPRO_ROOT", str(tmp_path))
         report = tmp_path / "report.md"
@@ -100,12 +76,4 @@ def test_stage_run_on_postgres_backed_server(postgres, tmp_path, monkeypatch):
         assert runs[0].data.metrics["test_error"] == 0.05, runs[0].data.metrics
         assert runs[0].data.tags["cnnrepro.stage"] == "report", runs[0].data.tags
         assert [a.path for a in client.list_artifacts(runs[0].info.run_id)] == ["report.md"], "artifact proxied"
-        assert any((tmp_path / "artifacts").rglob("report.md")), "the server stored the artifact"
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        assert any(artifacts.rglob("report.md")), "the server stored the artifact"
