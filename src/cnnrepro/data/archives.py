@@ -54,12 +54,9 @@ def extract_tar_members(tar: tarfile.TarFile, archive: str | Path, target: Path,
                 )
             if not (member.isfile() or member.isdir()):
                 raise InputError(f"{archive}: member {member.name!r} is not a regular file or folder; rejected")
-            if relative is None:
+            destination = _destination(target, relative, strip)
+            if destination is None:
                 continue
-            relative = _strip(relative, strip)
-            if relative is None:
-                continue
-            destination = target.joinpath(*relative.parts)
             if member.isdir():
                 destination.mkdir(parents=True, exist_ok=True)
                 continue
@@ -72,6 +69,14 @@ def extract_tar_members(tar: tarfile.TarFile, archive: str | Path, target: Path,
             count += 1
             bar.update(1)
     return count
+
+
+def _destination(target: Path, relative, strip: int) -> Path | None:
+    """Return where a checked member path lands under `target`, or None for a member that `strip` removes."""
+    if relative is None:
+        return None
+    relative = _strip(relative, strip)
+    return None if relative is None else target.joinpath(*relative.parts)
 
 
 def _extract_tar(archive: Path, target: Path, strip: int) -> int:
@@ -93,12 +98,9 @@ def _extract_zip(archive: Path, target: Path, strip: int) -> int:
                 # Zip archives made on Unix store st_mode in the high 16 bits of external_attr; S_IFLNK marks a link.
                 if (info.external_attr >> 16) & 0o170000 == 0o120000:
                     raise InputError(f"{archive}: member {info.filename!r} is a symbolic link; links are rejected")
-                if relative is None:
+                destination = _destination(target, relative, strip)
+                if destination is None:
                     continue
-                relative = _strip(relative, strip)
-                if relative is None:
-                    continue
-                destination = target.joinpath(*relative.parts)
                 if info.is_dir():
                     destination.mkdir(parents=True, exist_ok=True)
                     continue
