@@ -112,8 +112,10 @@ def test_mixed_batch_faces_and_none(shared_data, detector):
     batch = _batch(faces[0], _noise(250, 250, 0), faces[1], _noise(250, 250, 1))
     found = detector.detect(batch)
     counts = [len(f) for f in found]
-    assert counts[0] >= 1 and counts[2] >= 1, f"faces missed in a mixed batch: counts {counts}"
-    assert counts[1] == 0 and counts[3] == 0, f"faces found in noise: counts {counts}"
+    assert counts[0] >= 1, f"face missed in image 0 of a mixed batch: counts {counts}"
+    assert counts[2] >= 1, f"face missed in image 2 of a mixed batch: counts {counts}"
+    assert counts[1] == 0, f"faces found in noise image 1: counts {counts}"
+    assert counts[3] == 0, f"faces found in noise image 3: counts {counts}"
     records, crops = align_batch(batch, found, ["a", "b", "c", "d"], sizes=(152,), select="largest", margin=0.0,
                                  fallback_fraction=1.0)
     statuses = [r.status for r in records]

@@ -82,7 +82,8 @@ def test_corrupt_and_greyscale_files(shared_data, tmp_path):
     for name in ("s1/1.pgm", "s1/2.pgm", "s2/1.pgm"):
         assert rows[name]["status"] in ("aligned", "fallback-center"), f"{name}: status {rows[name]['status']}"
         crop = Image.open(out / "64" / name.replace(".pgm", ".png"))
-        assert crop.mode == "RGB" and crop.size == (64, 64), f"{name}: crop is {crop.mode} {crop.size}"
+        assert crop.mode == "RGB", f"{name}: crop mode is {crop.mode}"
+        assert crop.size == (64, 64), f"{name}: crop size is {crop.size}"
 
     with pytest.raises(InputError, match="truncated.jpg|text.jpg"):
         align_folder(raw, tmp_path / "stopped", replace(SETTINGS, on_error="stop"), state=tmp_path / "state",
@@ -196,7 +197,8 @@ def test_stage_end_to_end_on_lfw(shared_data, tmp_path, mlflow_uri):
     expected_count = 49 * 2 + len(LFW_PROTOCOL_FILES) + 2
     assert recorded["count"] == expected_count, f"manifest lists {recorded['count']} files, expected {expected_count}"
     metrics = json.loads((project / "metrics" / "align" / "lfw.json").read_text())
-    assert metrics["images"] == 50 and metrics["errors"] == 1, f"metrics file: {metrics}"
+    assert metrics["images"] == 50, f"metrics file: {metrics}"
+    assert metrics["errors"] == 1, f"metrics file: {metrics}"
     assert metrics["images_per_second"] > 0, f"metrics file: {metrics}"
 
 

@@ -4,5 +4,5 @@
 class InputError(ValueError):
     """Bad input data (a corrupt file, a malformed protocol file, a checksum mismatch).
 
-    The message names the offending file or value and says what to do about it.
+    The message names the offending file or value and the fix.
     """

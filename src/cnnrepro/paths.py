@@ -1,7 +1,7 @@
 """Locations inside a cnnrepro checkout.
 
 Stages run with the repository root as the working directory (DVC runs every `cmd` there), but library code
-never relies on that: it asks `repo_root()`, which walks up to the folder that holds `dvc.yaml`.
+never relies on that: it calls `repo_root()`, which walks up to the folder that contains `dvc.yaml`.
 """
 
 from __future__ import annotations

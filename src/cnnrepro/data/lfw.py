@@ -175,7 +175,7 @@ def read_people(path: Path) -> list[list[tuple[str, int]]]:
     if len(lines) > 1 and len(lines[1].split()) == 2:
         people = _read_set(lines, 1, first, path)
         if len(lines) != 1 + first:
-            raise InputError(f"{path}, line 1: the count says {first} people, but the file has {len(lines) - 1}")
+            raise InputError(f"{path}, line 1: the header count is {first} people, but the file has {len(lines) - 1}")
         return [people]
     sets = []
     position = 1

@@ -62,7 +62,7 @@ def _images(path: Path, split: str) -> np.ndarray:
     data = _read_idx(path, split, "images")
     count, rows, cols = _parse_header(data, path, IMAGE_MAGIC, 3)
     if (rows, cols) != (ROWS, COLS):
-        raise InputError(f"{path} holds {rows}x{cols} images, expected {ROWS}x{COLS}")
+        raise InputError(f"{path} contains {rows}x{cols} images, expected {ROWS}x{COLS}")
     expected = 16 + count * rows * cols
     if len(data) != expected:
         raise InputError(
@@ -82,7 +82,7 @@ def _labels(path: Path, split: str) -> np.ndarray:
         )
     labels = np.frombuffer(data, dtype=np.uint8, offset=8).astype(np.int64)
     if labels.size and labels.max() > 9:
-        raise InputError(f"{path} holds label {int(labels.max())}; MNIST labels are 0-9")
+        raise InputError(f"{path} contains label {int(labels.max())}; MNIST labels are 0-9")
     return labels
 
 
@@ -100,7 +100,7 @@ def load(folder: Path, split: Literal["train", "test"]) -> tuple[np.ndarray, np.
     labels = _labels(folder / label_name, split)
     if len(images) != len(labels):
         raise InputError(
-            f"{folder}: {image_name} holds {len(images)} images but {label_name} holds {len(labels)} labels; "
+            f"{folder}: {image_name} contains {len(images)} images but {label_name} contains {len(labels)} labels; "
             f"the two files come from different sets"
         )
     return images, labels

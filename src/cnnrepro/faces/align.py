@@ -1,7 +1,7 @@
 """Per-image alignment: pick one detected face, fit its landmarks to the template, warp crops of every size.
 
 Images of one batch share their size, so the warp of all of them runs as one `grid_sample` per output size.
-An image without a detected face gets a centre crop instead, and its record says so.
+An image without a detected face gets a centre crop instead, and its record marks it as a fallback.
 """
 
 from __future__ import annotations

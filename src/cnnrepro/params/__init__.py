@@ -29,7 +29,7 @@ PROFILES: tuple[str, ...] = get_args(ProfileName)
 
 
 class ParamsError(ValueError):
-    """An invalid or missing params.yaml value; the message says which key and what is allowed."""
+    """An invalid or missing params.yaml value; the message names the key and the allowed values."""
 
 
 class Params(BaseModel):
