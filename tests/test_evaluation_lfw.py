@@ -10,6 +10,7 @@ import pytest
 from cnnrepro.data.lfw import read_pairs
 from cnnrepro.errors import InputError
 from cnnrepro.evaluation import lfw, verification
+from cnnrepro.faces import store
 from tests.test_evaluation_verification import HAND_SCORES
 
 # Three folds of two matched then two mismatched pairs, in the pairs.txt layout.
@@ -99,14 +100,12 @@ def test_view2_evaluation_under_a_tenth_of_a_second(view2):
 
 def test_missing_image_error_names_it(view2, tmp_path):
     subset = view2.subset(np.arange(len(view2)) < 20)
-    folder = tmp_path / "152"
-    for key in subset.images():
-        (folder / key).parent.mkdir(parents=True, exist_ok=True)
-        (folder / f"{key}.png").write_bytes(b"")
     failed = subset.left[0]
     missing = subset.right[5]
-    (folder / f"{missing}.png").unlink()
-    check = lfw.check_images(subset, folder, {failed: "error"})
+    keys = [key for key in subset.images() if key != missing]
+    rows = [store.IndexRow(key, key.split("/")[0], "aligned") for key in keys]
+    store.write(tmp_path, rows, {8: np.zeros((len(rows), 8, 8, 3), np.uint8)})
+    check = lfw.check_images(subset, store.AlignedCrops(tmp_path, 8, "align@lfw"), {failed: "error"})
     assert set(check.unusable) == {failed, missing}, f"unusable images {check.unusable}"
     with pytest.raises(InputError, match=failed):
         lfw.drop_unusable(subset, check, "error")

@@ -19,6 +19,7 @@ from cnnrepro import atomic, models
 from cnnrepro.data.lfw import read_pairs
 from cnnrepro.evaluation import stage as evaluation_stage
 from cnnrepro.evaluation.classification import topk_errors
+from cnnrepro.faces import store
 from cnnrepro.params import profiles
 from pipeline import evaluate as evaluate_stage
 from tests.test_report_render import REPO
@@ -96,13 +97,14 @@ def lfw_project(project: Path, shared_data: Path, size: int = 76) -> list[str]:
     root = project / "data/aligned/lfw"
     (root / "protocol").mkdir(parents=True)
     (root / "protocol/pairs.txt").write_text("\n".join(lines) + "\n")
-    rows = []
+    rows, pixels = [], []
     for key in sorted(keys):
-        target = root / str(size) / f"{key}.png"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        Image.open(shared_data / "lfw/lfw-deepfunneled" / f"{key}.jpg").convert("RGB").resize((size, size)).save(target)
+        image = Image.open(shared_data / "lfw/lfw-deepfunneled" / f"{key}.jpg").convert("RGB").resize((size, size))
+        pixels.append(np.asarray(image))
         rows.append({"path": f"{key}.jpg", "status": "aligned"})
     rows[0]["status"] = "fallback-center"
+    index = [store.IndexRow(r["path"].removesuffix(".jpg"), r["path"].split("/")[0], r["status"]) for r in rows]
+    store.write(root, index, {size: np.stack(pixels)})
     with open(root / "report.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["path", "status"])
         writer.writeheader()
@@ -143,7 +145,11 @@ def test_deepface_lfw_protocols(project, monkeypatch, shared_data):
 
 def test_deepface_missing_image(project, monkeypatch, shared_data, capsys):
     keys = lfw_project(project, shared_data)
-    (project / "data/aligned/lfw/76" / f"{keys[3]}.png").unlink()
+    # Drop keys[3] from the store, as if its crop were missing.
+    root = project / "data/aligned/lfw"
+    crops = store.AlignedCrops(root, 76, "align@lfw")
+    kept = [i for i, row in enumerate(crops.rows) if row.key != keys[3]]
+    store.write(root, [crops.rows[i] for i in kept], {76: np.array(crops.images[kept])})
     use_model(monkeypatch, project, "deepface", "deepface", deepface_meta(512), num_classes=40, image_size=76, width=0.125)
     assert evaluate_stage.main(["deepface"]) == 1, "a missing image stops the stage"
     assert keys[3] in capsys.readouterr().err, "the error names the missing image"

@@ -20,6 +20,7 @@ import yaml
 from cnnrepro import manifest, params
 from cnnrepro.errors import InputError
 from cnnrepro.faces.runner import LFW_PROTOCOL_FILES, AlignSettings, align_folder
+from cnnrepro.faces.store import AlignedCrops
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = AlignSettings(sizes=(64, 32), batch_size=4, workers=0, device="cpu")
@@ -71,19 +72,23 @@ def test_corrupt_and_greyscale_files(shared_data, tmp_path):
     summary = align_folder(raw, out, replace(SETTINGS, workers=1), state=tmp_path / "state", input_digest="x",
                            progress=False)
     rows = {row["path"]: row for row in _report(out)}
+    crops = AlignedCrops(out, 64, "align")
+    assert len(crops) == 3, f"the store holds {len(crops)} crops for 3 readable files"
     assert len(rows) == 5, f"report has {len(rows)} rows for 5 files: {sorted(rows)}"
     assert summary["errors"] == 2, f"summary counts {summary['errors']} errors, expected 2"
     for name in ("broken/truncated.jpg", "broken/text.jpg"):
         assert rows[name]["status"] == "error", f"{name}: status {rows[name]['status']}"
         assert name.split("/")[1] in rows[name]["message"], f"{name}: message {rows[name]['message']!r}"
-        assert not (out / "64" / "broken").exists(), "an unreadable file must not produce a crop"
-    from PIL import Image
+        assert crops.row(name.rsplit(".", 1)[0]) is None, f"{name}: an unreadable file must not produce a crop"
 
     for name in ("s1/1.pgm", "s1/2.pgm", "s2/1.pgm"):
-        assert rows[name]["status"] in ("aligned", "fallback-center"), f"{name}: status {rows[name]['status']}"
-        crop = Image.open(out / "64" / name.replace(".pgm", ".png"))
-        assert crop.mode == "RGB", f"{name}: crop mode is {crop.mode}"
-        assert crop.size == (64, 64), f"{name}: crop size is {crop.size}"
+        status = rows[name]["status"]
+        assert status in ("aligned", "fallback-center"), f"{name}: status {status}"
+        row = crops.row(name.removesuffix(".pgm"))
+        assert row is not None, f"{name}: no crop in the store"
+        assert crops.rows[row].status == status, f"{name}: index status {crops.rows[row].status}, report {status}"
+        assert crops.images[row].shape == (64, 64, 3), f"{name}: crop shape is {crops.images[row].shape}"
+        assert crops.images[row].std() > 0, f"{name}: the crop is blank"
 
     with pytest.raises(InputError, match="truncated.jpg|text.jpg"):
         align_folder(raw, tmp_path / "stopped", replace(SETTINGS, on_error="stop"), state=tmp_path / "state",
@@ -111,19 +116,18 @@ KILLING_RUN = textwrap.dedent(
     from dataclasses import replace
     from cnnrepro.faces import runner
 
-    calls = 0
-    original = runner.Aligner._align_decoded
+    saves = 0
+    original = runner.np.save
 
-    def align_then_die(self, decoded, work, writer):
-        global calls
-        calls += 1
-        result = original(self, decoded, work, writer)
-        if calls == 3:
-            # The third batch's crops are being written and are not committed: the harshest moment to die.
+    def save_then_die(path, array):
+        global saves
+        saves += 1
+        original(path, array)
+        if saves == 5:
+            # Two sizes a batch: the third batch has written one of its two crop arrays and is not committed.
             os.kill(os.getpid(), signal.SIGKILL)
-        return result
 
-    runner.Aligner._align_decoded = align_then_die
+    runner.np.save = save_then_die
     settings = runner.AlignSettings(sizes=(64, 32), batch_size=4, workers=0, device="cpu")
     runner.align_folder(Path(sys.argv[1]), Path(sys.argv[2]), settings, state=Path(sys.argv[3]),
                         input_digest="x", progress=False)
@@ -140,8 +144,7 @@ def test_resume_after_sigkill(shared_data, tmp_path):
     assert killed.returncode == -signal.SIGKILL, f"the run was not killed: {killed.returncode} {killed.stderr[-500:]}"
     assert not out.exists(), "a killed run must not leave the output folder"
     committed = sorted(p.name for p in state.glob("*/done/*.json"))
-    # A batch commits after the next one is aligned, so the kill during the third leaves only the first.
-    assert committed == ["000000.json"], f"expected only the first batch committed before the kill, found {committed}"
+    assert committed == ["000000.json", "000001.json"], f"expected two batches committed before the kill: {committed}"
 
     summary = align_folder(raw, out, SETTINGS, state=state, input_digest="x", progress=False)
     fresh = tmp_path / "fresh"
@@ -186,15 +189,16 @@ def test_stage_end_to_end_on_lfw(shared_data, tmp_path, mlflow_uri):
     assert report["aligned"] + report["fallback"] == 49, f"report.json counts {report}"
     assert report["aligned"] >= 45, f"only {report['aligned']} of 49 LFW images aligned"
     for size in (152, 64):
-        crops = list((out / str(size)).glob("*/*.png"))
+        crops = AlignedCrops(out, size, "align@lfw")
         assert len(crops) == 49, f"{len(crops)} crops of size {size}, expected 49"
+        assert crops.row("Aaron_Eckhart/Aaron_Eckhart_0002") is None, "the unreadable image has a crop"
     for name in LFW_PROTOCOL_FILES:
         assert (out / "protocol" / name).read_bytes() == (raw / name).read_bytes(), f"protocol/{name} differs"
     recorded = json.loads((out / "manifest.json").read_text())
     rebuilt = manifest.build(out)
     assert recorded["digest"] == rebuilt["digest"], "manifest.json does not match the folder's files"
-    # 49 crops in each of 2 sizes, the protocol files, report.csv and report.json.
-    expected_count = 49 * 2 + len(LFW_PROTOCOL_FILES) + 2
+    # One crop array per size, crops.csv, the protocol files, report.csv and report.json.
+    expected_count = 2 + 1 + len(LFW_PROTOCOL_FILES) + 2
     assert recorded["count"] == expected_count, f"manifest lists {recorded['count']} files, expected {expected_count}"
     metrics = json.loads((project / "metrics" / "align" / "lfw.json").read_text())
     assert metrics["images"] == 50, f"metrics file: {metrics}"

@@ -142,6 +142,7 @@ def test_face_archive_parent_member_rejected(shared_data, tmp_path):
 
 def test_face_folder_zero_byte_image_recorded(shared_data, tmp_path):
     from cnnrepro.faces.runner import AlignSettings, align_folder
+    from cnnrepro.faces.store import AlignedCrops
 
     raw = tmp_path / "raw"
     (raw / "s1").mkdir(parents=True)
@@ -155,4 +156,6 @@ def test_face_folder_zero_byte_image_recorded(shared_data, tmp_path):
     line = next((row for row in report.splitlines() if row.startswith("s1/empty.pgm,")), "")
     assert ",error," in line, f"the empty file is not recorded as an error: {line!r}"
     assert "empty.pgm" in line, f"the error message does not name the file: {line!r}"
-    assert not (out / "32" / "s1" / "empty.png").exists(), "an empty file must not produce a crop"
+    crops = AlignedCrops(out, 32, "align")
+    assert crops.row("s1/empty") is None, "an empty file must not produce a crop"
+    assert crops.row("s1/1") is not None, "the readable file has no crop"

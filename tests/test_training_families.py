@@ -13,6 +13,7 @@ import yaml
 from PIL import Image
 
 from cnnrepro import manifest
+from cnnrepro.faces import store
 from cnnrepro.params import profiles
 from cnnrepro.training import checkpoint
 from pipeline import train as train_stage
@@ -36,8 +37,9 @@ def checkout(tmp_path, mlflow_uri, monkeypatch) -> Path:
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     for k, wnid in enumerate(WNIDS):
         _write_images(root / "data" / "raw" / "imagenet" / "train" / wnid, 12, 72, k)
-    for k in range(3):
-        _write_images(root / "data" / "aligned" / "faces" / "152" / f"person{k}", 6, 152, 10 + k)
+    rows = [store.IndexRow(f"person{k}/{i}", f"person{k}", "aligned") for k in range(3) for i in range(6)]
+    pixels = np.random.default_rng(10).integers(0, 256, size=(len(rows), 152, 152, 3), dtype=np.uint8)
+    store.write(root / "data" / "aligned" / "faces", rows, {152: pixels})
     manifest.write(root / "data" / "raw" / "imagenet")
     manifest.write(root / "data" / "aligned" / "faces")
 

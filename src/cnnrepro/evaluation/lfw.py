@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from cnnrepro.errors import InputError
 from cnnrepro.evaluation import crops, similarity, verification
+from cnnrepro.faces.store import INDEX, AlignedCrops
 
 log = logging.getLogger(__name__)
 
@@ -89,37 +90,28 @@ def read_alignment_status(report: Path) -> dict[str, str]:
     return statuses
 
 
-def size_folder(root: Path, image_size: int) -> Path:
-    """Pick the aligned-crop folder `<root>/<size>`: the smallest size >= image_size, else the largest."""
-    sizes = sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit()) if root.is_dir() else []
-    if not sizes:
-        raise InputError(f"{root} has no aligned crop folders <size>/<Name>/; run `dvc repro align@lfw`")
-    larger = [s for s in sizes if s >= image_size]
-    return root / str(larger[0] if larger else sizes[-1])
-
-
 @dataclass
 class ImageCheck:
-    paths: dict[str, Path]  # image key -> aligned crop
+    rows: dict[str, int]  # image key -> row of its crop in the aligned-crop store
     unusable: dict[str, str]  # image key -> reason
     fallback: set[str]  # image keys whose crop is the detector-free centre crop
 
 
-def check_images(table: PairTable, folder: Path, statuses: dict[str, str] | None) -> ImageCheck:
-    """Find each pair image's aligned crop in `folder` and note the missing and failed ones."""
-    paths, unusable, fallback = {}, {}, set()
+def check_images(table: PairTable, store: AlignedCrops, statuses: dict[str, str] | None) -> ImageCheck:
+    """Find each pair image's crop in the aligned-crop store and note the missing and failed ones."""
+    rows, unusable, fallback = {}, {}, set()
     for key in table.images():
-        path = folder / f"{key}.png"
+        row = store.row(key)
         status = (statuses or {}).get(key)
         if status in FAILED_STATUSES:
             unusable[key] = f"alignment status '{status}'"
-        elif not path.is_file():
-            unusable[key] = f"{path} not found"
+        elif row is None:
+            unusable[key] = f"no crop in {store.folder / INDEX}"
         else:
-            paths[key] = path
+            rows[key] = row
             if status == FALLBACK_STATUS:
                 fallback.add(key)
-    return ImageCheck(paths, unusable, fallback)
+    return ImageCheck(rows, unusable, fallback)
 
 
 def drop_unusable(table: PairTable, check: ImageCheck, missing: str) -> tuple[PairTable, int]:
@@ -144,18 +136,21 @@ def drop_unusable(table: PairTable, check: ImageCheck, missing: str) -> tuple[Pa
 
 
 class FaceImages(torch.utils.data.Dataset):
-    def __init__(self, paths: Sequence[Path], image_size: int, mean, std, loader) -> None:
-        self.paths = list(paths)
+    """Rows of an (N, H, W, 3) uint8 crop array, scaled, centre-cropped to image_size and normalised."""
+
+    def __init__(self, images: np.ndarray, rows: Sequence[int], image_size: int, mean, std) -> None:
+        self.images = images
+        self.rows = list(rows)
         self.image_size = image_size
         self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
-        self.loader = loader
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.rows)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        image = crops.to_float(self.loader(self.paths[index]))
+        pixels = torch.from_numpy(np.array(self.images[self.rows[index]], dtype=np.uint8)).permute(2, 0, 1)
+        image = crops.to_float(pixels)
         side = self.image_size
         image = crops.resize_shorter(image, side)
         top, left = (image.shape[1] - side) // 2, (image.shape[2] - side) // 2

@@ -133,7 +133,7 @@ def _lfw_table(protocol: Path, view: str) -> lfw.PairTable:
 
 
 def evaluate_lfw(ctx, key: str, out: Path) -> dict[str, float]:
-    from cnnrepro.data.images import load_rgb
+    from cnnrepro.faces.store import AlignedCrops
 
     section = ctx.params["evaluate.lfw"]
     root = ctx.root / "data" / "aligned" / "lfw"
@@ -142,16 +142,13 @@ def evaluate_lfw(ctx, key: str, out: Path) -> dict[str, float]:
     table = _lfw_table(root / "protocol", section.view)
     report = root / "report.csv"
     statuses = lfw.read_alignment_status(report) if report.is_file() else None
-    folder = lfw.size_folder(root, image_size)
-    check = lfw.check_images(table, folder, statuses)
+    store = AlignedCrops.open(root, image_size, "align@lfw")
+    check = lfw.check_images(table, store, statuses)
     table, skipped = lfw.drop_unusable(table, check, section.missing)
 
     keys = table.images()
     norm = _normalisation(meta)
-    dataset = lfw.FaceImages(
-        [check.paths[k] for k in keys], image_size, norm.mean, norm.std,
-        classification.pil_to_tensor_loader(load_rgb),
-    )
+    dataset = lfw.FaceImages(store.images, [check.rows[k] for k in keys], image_size, norm.mean, norm.std)
     features = lfw.extract_features(model, dataset, section.batch_size, section.flip, device(), section.workers)
     feature_max = meta.get("feature_max")
     if feature_max is None:
@@ -178,7 +175,7 @@ def evaluate_lfw(ctx, key: str, out: Path) -> dict[str, float]:
 
     atomic.write_json(
         out / "protocols.json",
-        {"view": section.view, "image_folder": folder.name, "protocols": [r.row() for r in results]},
+        {"view": section.view, "crop_size": store.size, "protocols": [r.row() for r in results]},
     )
     np.savez_compressed(out / "features.npz", keys=np.array(keys), features=features.astype(np.float32))
     curves = {}

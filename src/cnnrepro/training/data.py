@@ -140,9 +140,14 @@ def _decode(path: Path, side: int) -> torch.Tensor:
     from cnnrepro.data.imagenet import load_rgb
 
     # PIL decodes once per dataset and size; load_rgb also converts CMYK and greyscale files to RGB.
-    image = TF.pil_to_tensor(load_rgb(path))
-    image = TF.resize(image, side, antialias=True)
-    return center_crop(image, side)
+    return _resize_center(TF.pil_to_tensor(load_rgb(path)), side)
+
+
+def _resize_center(image: torch.Tensor, side: int) -> torch.Tensor:
+    """Scale a uint8 (3, H, W) image's shorter side to `side` and take the central square."""
+    from torchvision.transforms.v2 import functional as TF
+
+    return center_crop(TF.resize(image, side, antialias=True), side)
 
 
 def _store_from_items(items, classes: list[str], side: int, what: str, tmp: Path) -> ImageStore:
@@ -175,25 +180,27 @@ def imagenet_store(folder: Path, split: str, side: int, cache_root: Path, digest
     return _cached(cache_root / f"imagenet-{split}-{side}-{digest[:16]}-v{STORE_VERSION}", build)
 
 
-def faces_folder(root: Path, image_size: int) -> Path:
-    """Pick the aligned-face size folder under `root`: the smallest one at least `image_size`, else the largest."""
-    sizes = sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit()) if root.is_dir() else []
-    if not sizes:
-        raise InputError(f"{root} has no aligned face folders <size>/<identity>/; run `dvc repro align@faces`")
-    larger = [s for s in sizes if s >= image_size]
-    return root / str(larger[0] if larger else sizes[-1])
-
-
 def faces_store(root: Path, image_size: int, cache_root: Path, digest: str) -> ImageStore:
-    """Aligned identity images resized to image_size x image_size; the label is the identity."""
-    from cnnrepro.data import identity
+    """Aligned identity images resized to image_size x image_size; the label is the identity.
 
-    folder = faces_folder(root, image_size)
+    The crops come from the align stage's store (`cnnrepro.faces.store`) of the smallest size at least
+    image_size, else the largest.
+    """
+    from cnnrepro.faces.store import AlignedCrops
+
+    crops = AlignedCrops.open(root, image_size, "align@faces")
 
     def build(tmp: Path) -> ImageStore:
-        items, names = identity.scan(folder)
-        if not items:
-            raise InputError(f"{folder} has no face images; run `dvc repro align@faces`")
-        return _store_from_items(items, list(names), image_size, "faces", tmp)
+        groups = list(crops.by_identity())
+        if not groups:
+            raise InputError(f"{root} has no face images; run `dvc repro align@faces`")
+        rows = [row for _, members in groups for row in members]
+        labels = np.array([label for label, (_, members) in enumerate(groups) for _ in members], dtype=np.int64)
+        shape = (len(rows), 3, image_size, image_size)
+        images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=shape)
+        for i, row in enumerate(tqdm(rows, desc="prepare faces", unit="img", leave=False)):
+            pixels = torch.from_numpy(np.array(crops.images[row])).permute(2, 0, 1)
+            images[i] = _resize_center(pixels, image_size).numpy()
+        return ImageStore(images, labels, [identity for identity, _ in groups])
 
-    return _cached(cache_root / f"faces-{folder.name}-{image_size}-{digest[:16]}-v{STORE_VERSION}", build)
+    return _cached(cache_root / f"faces-{crops.size}-{image_size}-{digest[:16]}-v{STORE_VERSION}", build)
