@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from cnnrepro.data import download, identity, imagenet, lfw, mnist, sources
+from cnnrepro.data import download, identity, imagenet, lfw, mnist, packed, sources
 from cnnrepro.data.mirror import Mirror
 from cnnrepro.errors import InputError
 from cnnrepro.params.download import LfwDownload
@@ -68,10 +68,13 @@ def test_mirror_lfw_full_set(mirror, shared_data, tmp_path):
     assert prepared.info["official_content"] is True, prepared.info
     for name in download.PROTOCOL_FILES:
         assert (out / name).read_bytes() == (shared_data / "lfw" / name).read_bytes(), f"{name} copied"
-    sample = out / "images" / lfw.image_relpath("Zico", 1)
+    assert not (out / "images").exists(), "the image tree is packed, not left as files"
+    members = packed.TarMembers(out / packed.PACKED_IMAGES)
+    assert len(members.names()) == sources.LFW_IMAGE_COUNT, f"{len(members.names())} images in the tar"
     original = shared_data / "lfw" / "lfw-deepfunneled" / "Zico" / "Zico_0001.jpg"
-    assert sample.stat().st_ino == original.stat().st_ino, "images are hard links into the mirror"
-    assert len(prepared.known) == sources.LFW_IMAGE_COUNT + len(download.PROTOCOL_FILES), "all sums reused"
+    assert members.read(lfw.image_relpath("Zico", 1)) == original.read_bytes(), "a packed image equals the mirror's"
+    assert prepared.info["content_digest"] == sources.LFW_CONTENT_DIGEST["deepfunneled"], prepared.info
+    assert len(prepared.known) == len(download.PROTOCOL_FILES), "the protocol files' sums are reused"
 
 
 def test_mirror_lfw_original_missing(mirror, tmp_path):

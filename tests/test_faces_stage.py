@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from cnnrepro import manifest, params
+from cnnrepro.data import packed
 from cnnrepro.errors import InputError
 from cnnrepro.faces.runner import LFW_PROTOCOL_FILES, AlignSettings, align_folder
 from cnnrepro.faces.store import AlignedCrops
@@ -107,6 +108,20 @@ def test_batch_sizes_give_equal_output(shared_data, tmp_path):
     assert outputs[0].keys() == outputs[1].keys(), "batch sizes 1 and 16 wrote different file sets"
     differing = [name for name in outputs[0] if outputs[0][name] != outputs[1][name]]
     assert not differing, f"batch sizes 1 and 16 differ in {differing[:5]}"
+
+
+def test_packed_tar_gives_folder_output(shared_data, tmp_path):
+    raw = _lfw_subset(shared_data, tmp_path / "raw", 12)
+    align_folder(raw, tmp_path / "from-folder", SETTINGS, state=tmp_path / "state", input_digest="x",
+                 protocol=True, progress=False)
+    packed.pack_folder(raw / "images", raw / packed.PACKED_IMAGES)
+    shutil.rmtree(raw / "images")
+    align_folder(raw, tmp_path / "from-tar", SETTINGS, state=tmp_path / "state", input_digest="x",
+                 protocol=True, progress=False)
+    from_folder, from_tar = _files(tmp_path / "from-folder"), _files(tmp_path / "from-tar")
+    assert from_folder.keys() == from_tar.keys(), "the tar and the folder gave different file sets"
+    differing = [name for name in from_folder if from_folder[name] != from_tar[name]]
+    assert not differing, f"the tar and the folder gave different files: {differing}"
 
 
 KILLING_RUN = textwrap.dedent(

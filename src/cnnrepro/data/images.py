@@ -6,6 +6,7 @@ all of them decode here to 8-bit RGB. Files that would exhaust memory or cannot 
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
@@ -52,11 +53,22 @@ def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
         raise InputError(f"image {path} not found: run the download stage again") from None
     if size == 0:
         raise InputError(f"image {path} is an empty file: delete it or download the dataset again")
+    return _decode_rgb(path, path)
+
+
+def load_rgb_bytes(data: bytes, name: str) -> Image.Image:
+    """Decode an encoded image held in memory, such as a tar member, like `load_rgb`; `name` goes into errors."""
+    if not data:
+        raise InputError(f"image {name} is an empty file: delete it or download the dataset again")
+    return _decode_rgb(io.BytesIO(data), name)
+
+
+def _decode_rgb(source: Path | io.BytesIO, path: object) -> Image.Image:
     try:
         with warnings.catch_warnings():
             # Images above MAX_PIXELS are rejected below with their size; Pillow's warning would only repeat it.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(source) as image:
                 width, height = image.size
                 if width * height > MAX_PIXELS:
                     raise InputError(

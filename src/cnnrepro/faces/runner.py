@@ -32,7 +32,10 @@ from cnnrepro.errors import InputError
 from cnnrepro.faces.align import ALIGNED, ERROR, FALLBACK, AlignmentRecord, align_batch
 from cnnrepro.faces import store
 from cnnrepro.faces.detector import BatchMTCNN
-from cnnrepro.faces.imageio import IMAGE_SUFFIXES, UnreadableImageError, image_size, load_rgb
+from cnnrepro.data.packed import PACKED_IMAGES
+from cnnrepro.faces.imageio import FolderImages, TarImages, UnreadableImageError
+
+ImageSource = FolderImages | TarImages
 
 log = logging.getLogger(__name__)
 
@@ -104,31 +107,24 @@ class Plan:
         return sum(len(b) for b in self.batches) + len(self.errors)
 
 
-def image_root(raw: Path) -> Path:
-    """Return the folder holding `<identity>/<image>`: `images/` when the dataset has one (LFW), else `raw`."""
-    return raw / "images" if (raw / "images").is_dir() else raw
+def image_source(raw: Path) -> ImageSource:
+    """Return the images of a raw dataset: `images.tar` or `images/` when it has one (LFW), else `raw` itself."""
+    if (raw / PACKED_IMAGES).is_file():
+        return TarImages(raw / PACKED_IMAGES)
+    return FolderImages(raw / "images" if (raw / "images").is_dir() else raw)
 
 
-def list_images(root: Path) -> list[str]:
-    """Return the image paths `<identity>/<file>` under root, sorted; reject layouts the output cannot mirror."""
-    if not root.is_dir():
-        raise InputError(f"{root} is not a folder: run the download stage first (dvc repro download@<dataset>)")
-    found: list[str] = []
-    stems: dict[str, str] = {}
-    for identity in sorted(p for p in root.iterdir() if p.is_dir()):
-        for file in sorted(identity.iterdir()):
-            if not file.is_file() or file.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            rel = f"{identity.name}/{file.name}"
-            key = f"{identity.name}/{file.stem}"
-            if key in stems:
-                raise InputError(
-                    f"{root}: {stems[key]} and {rel} would both get the crop key {key}; rename or remove one"
-                )
-            stems[key] = rel
-            found.append(rel)
+def list_images(source: ImageSource) -> list[str]:
+    """Return the image paths `<identity>/<file>` of source, sorted; reject two images with one crop key."""
+    found = source.list()
+    keys: dict[str, str] = {}
+    for rel in found:
+        key = store.image_key(rel)
+        if key in keys:
+            raise InputError(f"{source}: {keys[key]} and {rel} would both get the crop key {key}; rename or remove one")
+        keys[key] = rel
     if not found:
-        raise InputError(f"{root} contains no images in <identity>/<image> folders; check the download stage output")
+        raise InputError(f"{source} contains no images in <identity>/<image> folders; check the download stage output")
     return found
 
 
@@ -152,13 +148,13 @@ def pair_images(raw: Path, paths: Sequence[str]) -> list[str]:
     return kept
 
 
-def plan_batches(root: Path, paths: Sequence[str], batch_size: int) -> Plan:
+def plan_batches(source: ImageSource, paths: Sequence[str], batch_size: int) -> Plan:
     """Group images by their header size into batches of at most batch_size, in a deterministic order."""
     plan = Plan()
     groups: dict[tuple[int, int], list[str]] = {}
     for rel in paths:
         try:
-            size = image_size(root / rel)
+            size = source.size(rel)
         except UnreadableImageError as err:
             plan.errors.append(AlignmentRecord(path=rel, status=ERROR, message=str(err)))
             continue
@@ -172,8 +168,8 @@ def plan_batches(root: Path, paths: Sequence[str], batch_size: int) -> Plan:
 class _BatchDecoder(Dataset):
     """Decodes one planned batch per item, in DataLoader workers."""
 
-    def __init__(self, root: Path, batches: Sequence[tuple[int, list[str]]]) -> None:
-        self.root = root
+    def __init__(self, source: ImageSource, batches: Sequence[tuple[int, list[str]]]) -> None:
+        self.source = source
         self.batches = list(batches)
 
     def __len__(self) -> int:
@@ -184,7 +180,7 @@ class _BatchDecoder(Dataset):
         decoded, errors = [], []
         for rel in paths:
             try:
-                decoded.append((rel, load_rgb(self.root / rel)))
+                decoded.append((rel, self.source.load(rel)))
             except UnreadableImageError as err:
                 errors.append((rel, str(err)))
         return index, decoded, errors
@@ -258,7 +254,7 @@ class Aligner:
             )
         return self._detector
 
-    def process(self, root: Path, work: Path, plan: Plan, progress: bool = True) -> list[AlignmentRecord]:
+    def process(self, source: ImageSource, work: Path, plan: Plan, progress: bool = True) -> list[AlignmentRecord]:
         """Align every planned batch not yet committed in `work`; return all records sorted by path."""
         settings = self.settings
         done_dir = work / "done"
@@ -280,7 +276,7 @@ class Aligner:
             log.info("resuming: %d of %d batches already done in %s", done, len(plan.batches), work)
 
         loader = DataLoader(
-            _BatchDecoder(root, pending),
+            _BatchDecoder(source, pending),
             batch_size=None,
             collate_fn=_unbatched,
             num_workers=settings.workers,
@@ -442,17 +438,17 @@ def align_folder(
     manifest digest). With `protocol`, the LFW protocol files at the top of `raw` are copied to `out/protocol`.
     """
     started = time.perf_counter()
-    root = image_root(raw)
-    paths = list_images(root)
+    source = image_source(raw)
+    paths = list_images(source)
     if settings.subset == "pairs" and protocol:
         paths = pair_images(raw, paths)
-    plan = plan_batches(root, paths, settings.batch_size)
+    plan = plan_batches(source, paths, settings.batch_size)
     key = fingerprint(settings, input_digest, paths)
     work = state / f"{out.name}-{key[:16]}"
     work.mkdir(parents=True, exist_ok=True)
-    log.info("aligning %d images of %s in %d batches; work folder %s", plan.count, root, len(plan.batches), work)
+    log.info("aligning %d images of %s in %d batches; work folder %s", plan.count, source, len(plan.batches), work)
 
-    records = Aligner(settings, detector).process(root, work, plan, progress=progress)
+    records = Aligner(settings, detector).process(source, work, plan, progress=progress)
     seconds = time.perf_counter() - started
     summary = write_output(out, work, records, settings, raw if protocol else None)
     shutil.rmtree(work, ignore_errors=True)

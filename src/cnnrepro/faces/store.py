@@ -57,8 +57,9 @@ def write_index(path: Path, rows: Sequence[IndexRow]) -> None:
 def write(folder: Path, rows: Sequence[IndexRow], crops: dict[int, np.ndarray]) -> None:
     """Write a whole store held in memory: the index and each size's (len(rows), size, size, 3) uint8 array."""
     for size, array in crops.items():
-        if array.shape != (len(rows), size, size, 3) or array.dtype != np.uint8:
-            raise ValueError(f"crops of size {size}: got {array.dtype} {array.shape}, expected uint8 {(len(rows), size, size, 3)}")
+        expected = (len(rows), size, size, 3)
+        if array.shape != expected or array.dtype != np.uint8:
+            raise ValueError(f"crops of size {size}: got {array.dtype} {array.shape}, expected uint8 {expected}")
     folder.mkdir(parents=True, exist_ok=True)
     write_index(folder / INDEX, rows)
     for size, array in crops.items():
