@@ -87,7 +87,7 @@ def _build_options(family: str, section: Any) -> dict[str, Any]:
     names = {
         "lenet5": ("activation",),
         "alexnet": ("towers", "lrn", "overlapping_pool", "dropout", "activation", "init"),
-        "deepface": ("dropout", "init"),
+        "deepface": ("dropout", "init", "variant"),
         "googlenet": ("aux_heads", "batch_norm", "dropout", "init"),
     }[family]
     return {name: getattr(section, name) for name in names}
