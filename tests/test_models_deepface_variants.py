@@ -32,7 +32,7 @@ def linear(n_in: int, n_out: int) -> int:
 
 
 # On a 152 x 152 face: C1 (11x11) gives 142, M2 (3x3, stride 2, rounding up) gives 71 with 32 maps.
-# A k x k layer without padding maps side s to s - k + 1; L5 has stride 2 and maps s to (s - 7) // 2 + 1.
+# A k x k layer without padding maps side s to s - k + 1. L5 has stride 2 and maps s to (s - 7) // 2 + 1.
 #   full: C3 71 -> 63, L4 63 -> 55, L5 55 -> 25, L6 25 -> 21; F7 reads 16 x 21 x 21.
 #   sub1: L4 reads M2's 32 maps, 71 -> 63, L5 63 -> 29, L6 29 -> 25; F7 reads 16 x 25 x 25.
 #   sub2: C3 71 -> 63, L6 63 -> 59; F7 reads 16 x 59 x 59.
@@ -55,7 +55,7 @@ EXPECTED = {
     "sub2": conv(3, 32, 11) + conv(32, 16, 9) + locally_connected(16, 16, 5, 59) + linear(16 * 59 * 59, 4096) + HEAD,
     "sub3": conv(3, 32, 11) + locally_connected(32, 16, 5, 67) + linear(16 * 67 * 67, 4096) + HEAD,
 }
-# (maps, side) after each of C3 and L4-L6; a removed layer passes its input on unchanged.
+# (maps, side) after each of C3 and L4-L6. A removed layer passes its input on unchanged.
 MAPS = {
     "full": {"c3": (16, 63), "l4": (16, 55), "l5": (16, 25), "l6": (16, 21)},
     "sub1": {"c3": (32, 71), "l4": (16, 63), "l5": (16, 29), "l6": (16, 25)},
@@ -78,8 +78,9 @@ def test_parameter_count_matches_layer_shapes(variant):
 
 
 def test_full_network_is_the_papers_size():
-    assert 118e6 < EXPECTED["full"] < 120e6, f"the arithmetic gives {EXPECTED['full']:,}, not the paper's ~120M"
-    # The paper notes that removing layers enlarges F7's input; sub2 and sub3 end up larger than the whole.
+    assert 118e6 < EXPECTED["full"] < 120e6, f"the arithmetic gives {EXPECTED['full']:,}, not about 119M"
+    # Removing locally connected layers enlarges F7's input, so sub2 and sub3 have more parameters than the
+    # full network.
     assert EXPECTED["sub2"] > EXPECTED["full"], "sub2 should have more parameters than the full network"
     assert EXPECTED["sub3"] > EXPECTED["sub2"], "sub3 should have more parameters than sub2"
 

@@ -1,7 +1,7 @@
 """DeepFace's training-set ablations on the real ORL faces: fewer identities, fewer images per identity.
 
 ORL has 40 identities (s1 .. s40) of 10 images each. Most tests need only its labels, so they pair the real
-folder's labels with 1 x 1 placeholder images; one test decodes the faces through the stage's `prepare`.
+folder's labels with 1 x 1 placeholder images. One test decodes the faces through the stage's `prepare`.
 """
 
 from __future__ import annotations
@@ -123,7 +123,8 @@ def test_prepare_subsets_decoded_faces(faces_root, orl):
                            distributed.DistInfo())
     full_train = Counter(full.store.labels[full.train_indices].tolist())
     expected = sum(max(1, round(full_train[label] * 0.25)) for label in range(3))
-    assert len(prepared.train_indices) == expected, f"{len(prepared.train_indices)} training images, expected {expected}"
+    kept = len(prepared.train_indices)
+    assert kept == expected, f"{kept} training images, expected {expected}"
 
 
 def test_too_many_identities_fail_naming_both_numbers(faces_root):

@@ -93,7 +93,7 @@ def test_stage_deepface_ablation_options(checkout):
     assert isinstance(model.l4, torch.nn.Identity), "the reloaded sub3 model still has L4"
     metrics = json.loads((checkout / "metrics" / "train" / "deepface.json").read_text())
     assert metrics["identities"] == 2, f"metrics report {metrics['identities']} identities"
-    # The validation split runs over all 3 x 6 images (in identity order) first; half of each kept identity's
+    # The validation split runs first, over all 3 x 6 images in identity order. Half of each kept identity's
     # remaining images train.
     _, held = split_validation(18, tree["train"]["deepface"]["val_fraction"], tree["train"]["deepface"]["seed"])
     expected = sum(max(1, round((6 - int(np.sum(held // 6 == k))) * 0.5)) for k in range(2))

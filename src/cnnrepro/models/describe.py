@@ -155,7 +155,7 @@ def main(args: argparse.Namespace) -> int:
     if args.repeats < 1:
         print(f"cnnrepro describe: --repeats must be at least 1, got {args.repeats}", file=sys.stderr)
         return 2
-    # --variant is a DeepFace option; build rejects it for other families and lists what they accept.
+    # --variant is a DeepFace option. build rejects it for other families and lists the options they accept.
     variant = getattr(args, "variant", None)
     extra = {} if variant is None else {"variant": variant}
     try:
@@ -167,9 +167,16 @@ def main(args: argparse.Namespace) -> int:
     input_shape = (1, model.input_channels, model.input_size, model.input_size)
     rows = table(model, input_shape, repeats=args.repeats)
     if args.json:
-        report = {"model": args.model, **extra, "input_shape": list(input_shape), "layers": rows, "totals": totals(rows)}
+        report = {
+            "model": args.model,
+            **extra,
+            "input_shape": list(input_shape),
+            "layers": rows,
+            "totals": totals(rows),
+        }
         print(json.dumps(report, indent=2))
     else:
-        print(f"{args.model}{f' {variant}' if variant else ''}, input {'x'.join(map(str, input_shape[1:]))}, counts per image")
+        name = args.model if variant is None else f"{args.model} {variant}"
+        print(f"{name}, input {'x'.join(map(str, input_shape[1:]))}, counts per image")
         print(format_table(rows))
     return 0

@@ -100,9 +100,9 @@ def subset_identities(
     in store order. Neither choice depends on a seed. `val_indices` keep only the kept identities' images and
     are never thinned, so the validation images of an identity are the same for every subset.
 
-    Returns (store, train indices, validation indices). The store shares the images; its classes are the kept
-    names and its labels are renumbered to them, with -1 on the images of dropped identities, which no
-    returned index points to.
+    Returns (store, train indices, validation indices). The returned store shares the images, and its classes
+    are the kept names in name order. Its labels index those classes, and the images of dropped identities get
+    label -1, which no returned index points to.
     """
     if identities < 0 or identities > len(store.classes):
         raise ValueError(
@@ -123,9 +123,9 @@ def subset_identities(
     chosen = []
     train_labels = labels[train_indices]
     for label in range(count):
-        mine = train_indices[train_labels == label]  # sorted, since train_indices are
+        mine = train_indices[train_labels == label]  # sorted, because train_indices are sorted
         keep = max(1, round(len(mine) * images_fraction)) if len(mine) else 0
-        # keep <= len(mine), so the positions i * len / keep are distinct and start at the first image.
+        # Because keep <= len(mine), the positions i * len(mine) // keep are distinct and start at 0.
         chosen.append(mine[(np.arange(keep) * len(mine)) // keep])
     train_kept = np.sort(np.concatenate(chosen)) if chosen else train_indices[:0]
     val_kept = val_indices[labels[val_indices] >= 0]

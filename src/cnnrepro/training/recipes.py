@@ -99,7 +99,7 @@ def _deepface_subset(
     """Apply train.deepface.identities and images_fraction after the validation split of all images.
 
     The validation set is then the images of the kept identities that training on every image would hold
-    out: the split does not depend on the subset, and images_fraction thins only the training images.
+    out, because the split does not depend on the subset and images_fraction thins only the training images.
     """
     available = len(store.classes)
     if section.identities > available:
