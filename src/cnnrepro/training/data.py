@@ -123,10 +123,12 @@ def subset_identities(
     chosen = []
     train_labels = labels[train_indices]
     for label in range(count):
-        mine = train_indices[train_labels == label]  # sorted, because train_indices are sorted
-        keep = max(1, round(len(mine) * images_fraction)) if len(mine) else 0
-        # Because keep <= len(mine), the positions i * len(mine) // keep are distinct and start at 0.
-        chosen.append(mine[(np.arange(keep) * len(mine)) // keep])
+        own = train_indices[train_labels == label]  # sorted, because train_indices are sorted
+        if len(own) == 0:
+            continue
+        keep = max(1, round(len(own) * images_fraction))
+        # Because keep <= len(own), the positions i * len(own) // keep are distinct and start at 0.
+        chosen.append(own[(np.arange(keep) * len(own)) // keep])
     train_kept = np.sort(np.concatenate(chosen)) if chosen else train_indices[:0]
     val_kept = val_indices[labels[val_indices] >= 0]
     subset = ImageStore(store.images, labels, [store.classes[label] for label in kept])
