@@ -56,14 +56,14 @@ def test_loop_bf16_autocast_on_cpu(tmp_path):
     dtypes = {name: t.dtype for name, t in mixed["model"].items() if t.is_floating_point()}
     assert set(dtypes.values()) == {torch.float32}, f"bf16 autocast changed stored weight dtypes: {dtypes}"
     first_fp32, first_bf16 = reference["records"][0]["train_loss"], losses[0]
-    # Rounding to bfloat16's 8-bit mantissa must show in the loss, or autocast did not run.
+    # Rounding to bfloat16's 8 bits of precision must show in the loss, or autocast did not run.
     assert first_bf16 != first_fp32, "bf16 run gave the fp32 loss exactly: autocast was not applied"
     assert abs(first_bf16 - first_fp32) < 0.05 * first_fp32, (
         f"first-epoch loss under bf16 ({first_bf16:.4f}) strays from fp32 ({first_fp32:.4f}) by over 5%"
     )
 
 
-def test_fp16_on_cpu_is_refused_with_the_fix():
+def test_fp16_on_cpu_rejected():
     from cnnrepro.errors import InputError
     from cnnrepro.training.loop import resolve_precision
 
