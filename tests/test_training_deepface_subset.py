@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 from cnnrepro import params
-from cnnrepro.data import identity
+from cnnrepro.data import identity, images
 from cnnrepro.errors import InputError
+from cnnrepro.faces import store as crop_store
 from cnnrepro.params.train import DeepFaceTrain
 from cnnrepro.training import data, distributed, recipes
 
@@ -104,10 +105,12 @@ def test_defaults_keep_everything(orl_labels):
 
 @pytest.fixture
 def faces_root(tmp_path, orl) -> Path:
-    """A checkout whose aligned faces folder (size 32) is the real ORL folder."""
-    faces = tmp_path / "data" / "aligned" / "faces"
-    faces.mkdir(parents=True)
-    (faces / "32").symlink_to(orl, target_is_directory=True)
+    """A checkout whose aligned-crop store (size 32) holds the real ORL faces, scaled to 32 x 32."""
+    items, names = identity.scan(orl)
+    rows = [crop_store.IndexRow(f"{names[item.label]}/{Path(item.path).stem}", names[item.label], "aligned")
+            for item in items]
+    pixels = np.stack([np.asarray(images.load_rgb(item.path).resize((32, 32))) for item in items])
+    crop_store.write(tmp_path / "data" / "aligned" / "faces", rows, {32: pixels})
     return tmp_path
 
 
