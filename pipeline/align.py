@@ -1,8 +1,8 @@
 """DVC stage `align@<dataset>`: MTCNN detection and 2D similarity alignment of data/raw/<dataset>.
 
 Writes data/aligned/<dataset>/ (crops-<size>.npy and crops.csv, see cnnrepro.faces.store; report.csv,
-report.json, LFW protocol files, manifest.json)
-and metrics/align/<dataset>.json. Run from the repository root: `python -m pipeline.align lfw`.
+report.json, LFW protocol files, manifest.json) and metrics/align/<dataset>.json. Run from the repository
+root: `python -m pipeline.align lfw`.
 """
 
 from __future__ import annotations
