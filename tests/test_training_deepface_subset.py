@@ -105,7 +105,7 @@ def test_defaults_keep_everything(orl_labels):
 
 @pytest.fixture
 def faces_root(tmp_path, orl) -> Path:
-    """A checkout whose aligned-crop store (size 32) holds the real ORL faces, scaled to 32 x 32."""
+    """A checkout whose aligned-crop store (size 32) contains the real ORL faces, scaled to 32 x 32."""
     items, names = identity.scan(orl)
     rows = [crop_store.IndexRow(f"{names[item.label]}/{Path(item.path).stem}", names[item.label], "aligned")
             for item in items]

@@ -211,13 +211,13 @@ def prepare_lfw(out: Path, section: Any, fetcher: Fetcher) -> Prepared:
             log.warning("%s cut to %d pairs (download.lfw.pairs_per_fold); results are not LFW-comparable", name, kept)
     pairs = _check_pairs_images(out)
     people = sum(1 for p in (out / "images").iterdir() if p.is_dir())
-    # One tar file in place of the image tree: DVC then hashes and checks one file, not 13,000.
+    # One tar file in place of the image tree: DVC then hashes and checks one file, not about 13,000.
     packed.pack_folder(out / "images", out / packed.PACKED_IMAGES)
     shutil.rmtree(out / "images")
-    content = manifest.combined_digest(full)
+    content_digest = manifest.combined_digest(full)
     info = {"source": origin, "images": section.images, "image_count": len(full), "people": people,
-            "pairs_checked": pairs, "pairs_per_fold": section.pairs_per_fold, "content_digest": content,
-            "official_content": content == sources.LFW_CONTENT_DIGEST[section.images]}
+            "pairs_checked": pairs, "pairs_per_fold": section.pairs_per_fold, "content_digest": content_digest,
+            "official_content": content_digest == sources.LFW_CONTENT_DIGEST[section.images]}
     return Prepared(known, info)
 
 

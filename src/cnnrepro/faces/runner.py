@@ -386,7 +386,7 @@ def _assemble_crops(tmp: Path, work: Path, records: Sequence[AlignmentRecord], s
             source = _batch_crops_path(work, index, size)
             batch = np.load(source)
             if batch.shape[0] != len(rows):
-                raise RuntimeError(f"{source} holds {batch.shape[0]} crops for {len(rows)} records; delete {work}")
+                raise RuntimeError(f"{source} contains {batch.shape[0]} crops for {len(rows)} records; delete {work}")
             outputs[size][rows] = batch
     for array in outputs.values():
         array.flush()

@@ -119,7 +119,7 @@ class AlignedCrops:
         expected = (len(self.rows), size, size, 3)
         if self.images.shape != expected or self.images.dtype != np.uint8:
             raise InputError(
-                f"{array_path} holds {self.images.dtype} {self.images.shape}, expected uint8 {expected} to match "
+                f"{array_path} contains {self.images.dtype} {self.images.shape}, expected uint8 {expected} to match "
                 f"{self.folder / INDEX}; run `dvc repro {stage}`"
             )
         self._row_of = {row.key: i for i, row in enumerate(self.rows)}
