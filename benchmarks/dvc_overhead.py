@@ -5,7 +5,8 @@ Run it from the repository root after a complete `dvc repro`, so that every stag
     python benchmarks/dvc_overhead.py --repeats 5
 
 The baseline is a throw-away DVC project in a temporary folder whose stages each write one small file from the
-previous stage's output. The ratio is the median no-op time of this project over the baseline's.
+previous stage's output. The two sides alternate, and the ratio is the median no-op time of this project over
+the baseline's.
 """
 
 from __future__ import annotations
@@ -50,17 +51,16 @@ def build_dummy(folder: Path, stages: int) -> None:
         raise SystemExit(f"the dummy graph failed to run:\n{first.stderr}")
 
 
-def time_noop(folder: Path, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        result = _dvc(["repro"], folder)
-        times.append(time.perf_counter() - started)
-        if result.returncode != 0:
-            raise SystemExit(f"dvc repro failed in {folder}:\n{result.stderr}")
-        if "Running stage" in result.stdout:
-            raise SystemExit(f"{folder} is not up to date; run `dvc repro` there first:\n{result.stdout}")
-    return statistics.median(times)
+def time_noop(folder: Path) -> float:
+    """Return the seconds of one `dvc repro` in `folder`; exit when it fails or runs a stage."""
+    started = time.perf_counter()
+    result = _dvc(["repro"], folder)
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"dvc repro failed in {folder}:\n{result.stderr}")
+    if "Running stage" in result.stdout:
+        raise SystemExit(f"{folder} is not up to date; run `dvc repro` there first:\n{result.stdout}")
+    return elapsed
 
 
 def main() -> None:
@@ -69,15 +69,23 @@ def main() -> None:
     args = parser.parse_args()
 
     stages = stage_count(REPO)
+    baseline, ours = [], []
     with tempfile.TemporaryDirectory() as tmp:
         dummy = Path(tmp)
         build_dummy(dummy, stages)
-        baseline = time_noop(dummy, args.repeats)
-    ours = time_noop(REPO, args.repeats)
+        # The two sides alternate, so that a change in machine load reaches both.
+        for _ in range(args.repeats):
+            baseline.append(time_noop(dummy))
+            ours.append(time_noop(REPO))
+    bare, project = statistics.median(baseline), statistics.median(ours)
     print(f"stages: {stages}")
-    print(f"bare DVC, dummy graph: {baseline:.2f} s (median of {args.repeats})")
-    print(f"cnnrepro dvc repro:     {ours:.2f} s (median of {args.repeats})")
-    print(f"ratio cnnrepro / bare:  {ours / baseline:.2f} (target <= 1.5)")
+    print(f"bare DVC, dummy graph: {bare:.2f} s (median of {args.repeats}; all: {_seconds(baseline)})")
+    print(f"cnnrepro dvc repro:     {project:.2f} s (median of {args.repeats}; all: {_seconds(ours)})")
+    print(f"ratio cnnrepro / bare:  {project / bare:.2f} (target <= 1.5)")
+
+
+def _seconds(values: list[float]) -> str:
+    return ", ".join(f"{value:.2f}" for value in values)
 
 
 if __name__ == "__main__":
