@@ -41,7 +41,7 @@ def frontalize_python(root: Path) -> Path:
 class MeshLandmarker:
     """A running `mesh_worker.py` process; call it on batches of images and close it when done."""
 
-    def __init__(self, python: Path, min_confidence: float = 0.5) -> None:
+    def __init__(self, python: Path, min_confidence: float = 0.5, worker: Path = WORKER) -> None:
         if not Path(python).is_file():
             raise InputError(
                 f"align.method 3d needs MediaPipe in its own environment, and {python} does not exist. "
@@ -53,7 +53,7 @@ class MeshLandmarker:
         # can be quoted in the error.
         self._stderr = tempfile.TemporaryFile()
         self._process = subprocess.Popen(
-            [str(self.python), str(WORKER), str(min_confidence)],
+            [str(self.python), str(worker), str(min_confidence)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,

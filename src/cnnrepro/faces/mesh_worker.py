@@ -34,20 +34,8 @@ def _read_exact(stream, count: int) -> bytes:
     return bytes(data)
 
 
-def main(argv: list[str]) -> int:
-    min_confidence = float(argv[0]) if argv else 0.5
-    # Native libraries may print to file descriptor 1. Keep a private copy for the protocol and point 1 at
-    # stderr, so that such output cannot corrupt a reply.
-    protocol_fd = os.dup(1)
-    os.dup2(2, 1)
-    output = os.fdopen(protocol_fd, "wb")
-    source = sys.stdin.buffer
-
-    from mediapipe.python.solutions import face_mesh
-
-    mesh = face_mesh.FaceMesh(
-        static_image_mode=True, max_num_faces=1, refine_landmarks=False, min_detection_confidence=min_confidence
-    )
+def serve(detect, source, output) -> int:
+    """Answer requests from `source` on `output` until n = 0; detect(image) returns (468, 3) points or None."""
     output.write(struct.pack("<q", LANDMARKS))
     output.flush()
     while True:
@@ -59,16 +47,38 @@ def main(argv: list[str]) -> int:
         found = np.zeros(count, dtype=np.uint8)
         points = np.zeros((count, LANDMARKS, 3), dtype=np.float32)
         for i in range(count):
-            result = mesh.process(np.ascontiguousarray(images[i]))
-            if not result.multi_face_landmarks:
-                continue
-            marks = result.multi_face_landmarks[0].landmark
-            # MediaPipe returns x and z as fractions of the image width and y as a fraction of its height.
-            points[i] = [(p.x * width, p.y * height, p.z * width) for p in marks]
-            found[i] = 1
+            marks = detect(np.ascontiguousarray(images[i]))
+            if marks is not None:
+                points[i] = marks
+                found[i] = 1
         output.write(found.tobytes())
         output.write(points.tobytes())
         output.flush()
+
+
+def main(argv: list[str]) -> int:
+    min_confidence = float(argv[0]) if argv else 0.5
+    # Native libraries may print to file descriptor 1. Keep a private copy for the protocol and point 1 at
+    # stderr, so that such output cannot corrupt a reply.
+    protocol_fd = os.dup(1)
+    os.dup2(2, 1)
+    output = os.fdopen(protocol_fd, "wb")
+
+    from mediapipe.python.solutions import face_mesh
+
+    mesh = face_mesh.FaceMesh(
+        static_image_mode=True, max_num_faces=1, refine_landmarks=False, min_detection_confidence=min_confidence
+    )
+
+    def detect(image: np.ndarray) -> np.ndarray | None:
+        result = mesh.process(image)
+        if not result.multi_face_landmarks:
+            return None
+        height, width = image.shape[:2]
+        # MediaPipe returns x and z as fractions of the image width and y as a fraction of its height.
+        return np.array([(p.x * width, p.y * height, p.z * width) for p in result.multi_face_landmarks[0].landmark])
+
+    return serve(detect, sys.stdin.buffer, output)
 
 
 if __name__ == "__main__":
