@@ -14,7 +14,7 @@ frontalize=false
 for arg in "$@"; do
     case "$arg" in
         --with-frontalize) frontalize=true ;;
-        *) echo "unknown option $arg; allowed: --with-frontalize" >&2; exit 2 ;;
+        *) echo "invalid option $arg; allowed: --with-frontalize" >&2; exit 2 ;;
     esac
 done
 

@@ -1,9 +1,10 @@
 """Run the align stage's code with align.method none, 2d and 3d on LFW images and compare them.
 
-Copies the first image of each of the first `--people` LFW people into a temporary raw folder, aligns it
-with every method through `align_folder` (MTCNN, then the method), and prints per method the counts of the
-report, the seconds per image and, for 3d, the median camera-fit residual. With `--sheet`, it also writes a
-PNG with one row of crops per method. Needs the frontalization environment (./setup.sh --with-frontalize).
+The script copies the first image of each of the first `--people` LFW people into a temporary raw folder.
+It aligns that folder with every method through `align_folder` (MTCNN, then the method). Per method it prints
+the counts of the report, the seconds per image and, for 3d, the median camera-fit residual. With `--sheet`,
+it also writes a PNG with one row of crops per method. It needs the frontalization environment
+(./setup.sh --with-frontalize).
 
     PYTHONPATH=src python scripts/frontalize_lfw.py /path/to/lfw-deepfunneled --people 100 --sheet sheet.png
 """

@@ -70,13 +70,13 @@ def box_transform(box: Sequence[float], size: int, margin: float = 0.0) -> np.nd
 
 @dataclass(frozen=True)
 class FrontalOptions:
-    """What align.method 3d needs besides the 2D settings: the landmark model, the generic shape, the switches."""
+    """The inputs of align.method 3d beyond the 2D settings: landmark function, generic shape and switches."""
 
     landmarker: Landmarker
     shape: frontal.FaceShape
     residuals: bool = True
     mirror: bool = True
-    # The face mesh sees a square of this many box sides around the detector box, resized to mesh_size pixels.
+    # The face mesh runs on a square of this many box sides around the detector box, resized to mesh_size pixels.
     crop_scale: float = 2.0
     mesh_size: int = 256
 
@@ -125,7 +125,7 @@ def align_batch(
     Returns one record per image and, per output size, the uint8 crops (N, size, size, 3).
     """
     if method not in ("none", "2d", "3d"):
-        raise ValueError(f"unknown alignment method {method!r}; allowed: none, 2d, 3d")
+        raise ValueError(f"invalid alignment method {method!r}; allowed: none, 2d, 3d")
     if method == "3d" and frontal_options is None:
         raise ValueError("align.method 3d needs frontal_options with a landmarker and a generic shape")
     count, height, width = images.shape[:3]

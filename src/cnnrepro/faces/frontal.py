@@ -12,7 +12,7 @@ Here the points are MediaPipe's 468 face-mesh landmarks (`mesh`), and the rest w
   residual, as in the paper, so that a person's own geometry is kept (`residuals: false` drops it);
 - crop pixels inside the landmarks' convex hull map through their triangle's affine map. Pixels outside it
   map through one affine map fitted to the hull's landmarks, which keeps the hair and background in place;
-- triangles the camera sees from behind, or whose detected points fold over, are hidden. Their pixels are
+- triangles that the camera views from behind, or whose detected points fold over, are hidden. Their pixels are
   replaced by the mirror-image pixels from the other half of the face where those are visible (the paper
   blends them with their symmetric counterparts).
 """
@@ -164,7 +164,7 @@ def frontal_target(
 
 @dataclass(frozen=True)
 class PiecewiseMap:
-    """Where each crop pixel samples the image, and which triangle it fell in."""
+    """The image position that each crop pixel samples, and the triangle that contains the pixel."""
 
     source: np.ndarray  # (size, size, 2) image pixel coordinates (x, y)
     simplex: np.ndarray  # (size, size) triangle index, -1 outside the landmarks' convex hull
@@ -175,8 +175,8 @@ def piecewise_affine(source: np.ndarray, target: np.ndarray, size: int) -> Piece
     """Map every pixel of a size x size crop to the image, given landmarks at `source` (image) and `target` (crop).
 
     The triangles are the Delaunay triangulation of the targets. A pixel centre in a triangle takes the same
-    barycentric coordinates in the source triangle; one outside all triangles uses the least-squares affine map
-    from the targets on the convex hull to their sources.
+    barycentric coordinates in the source triangle. A pixel outside all triangles uses the least-squares affine
+    map from the targets on the convex hull to their sources.
     """
     source = np.asarray(source, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
@@ -242,7 +242,7 @@ def hidden_triangles(
 ) -> np.ndarray:
     """Flag the triangles whose image pixels do not show their part of the face.
 
-    A triangle is hidden when the fitted camera sees the generic shape's triangle from behind, or when its
+    A triangle is hidden when the fitted camera views the generic shape's triangle from behind, or when its
     detected image points wind the other way round than its crop points (a fold).
     """
     seen = _signed_areas(project(camera, shape.points), triangles)
@@ -286,14 +286,3 @@ def frontalize(
     hidden[inside] = hidden_tri[mapping.simplex[inside]]
     return Frontalization(source=mapping.source, hidden=hidden, camera=camera, rms=rms)
 
-
-def camera_angles(camera: np.ndarray) -> tuple[float, float]:
-    """Return the approximate yaw and pitch in degrees of an affine camera, from its 2 x 3 part's row space.
-
-    The face's view direction is the normal of the two camera rows; yaw is its angle about y, pitch about x.
-    """
-    normal = np.cross(camera[0, :3], camera[1, :3])
-    normal /= np.linalg.norm(normal)
-    yaw = float(np.degrees(np.arctan2(normal[0], normal[2])))
-    pitch = float(np.degrees(np.arctan2(-normal[1], normal[2])))
-    return yaw, pitch

@@ -27,8 +27,8 @@ INSTALL_COMMAND = "./setup.sh --with-frontalize"
 PYTHON_VARIABLE = "CNNREPRO_FRONTALIZE_PYTHON"
 WORKER = Path(__file__).with_name("mesh_worker.py")
 
-# Takes (n, h, w, 3) uint8 images; returns a boolean "face found" array (n,) and landmarks (n, 468, 3) in
-# pixels of those images (x, y, and depth z in the units of x, growing away from the camera).
+# A landmark function takes (n, h, w, 3) uint8 images. It returns a boolean "face found" array (n,) and the
+# landmarks (n, 468, 3) in pixels of those images: x, y, and the depth z in units of x, growing away from the camera.
 Landmarker = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 

@@ -35,7 +35,7 @@ def _read_exact(stream, count: int) -> bytes:
 
 
 def serve(detect, source, output) -> int:
-    """Answer requests from `source` on `output` until n = 0; detect(image) returns (468, 3) points or None."""
+    """Serve requests from `source` with replies on `output` until n = 0; detect(image) returns (468, 3) or None."""
     output.write(struct.pack("<q", LANDMARKS))
     output.flush()
     while True:

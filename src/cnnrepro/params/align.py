@@ -19,10 +19,10 @@ class DetectorParams(Section):
 class FrontalParams(Section):
     """Settings of align.method 3d, which needs the optional MediaPipe environment (./setup.sh --with-frontalize)."""
 
-    # Add each landmark's camera-fit residual to its frontal target, which keeps the person's own face shape
-    # (DeepFace does this); false warps every face onto the generic shape.
+    # Add each landmark's camera-fit residual to its frontal target, as DeepFace does, to keep the person's own
+    # face shape. false warps every face onto the generic shape.
     residuals: bool = True
-    # Replace pixels of triangles the camera sees from behind by their mirror pixels from the other half.
+    # Replace pixels of triangles that the camera views from behind by their mirror pixels from the other half.
     mirror: bool = True
     # The face mesh runs on a square of this many detector-box sides around the box ...
     crop_scale: float = Field(2.0, ge=1.0, le=4.0)
