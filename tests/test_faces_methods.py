@@ -190,6 +190,14 @@ def test_mesh_client_missing_python(tmp_path):
     assert mesh.INSTALL_COMMAND in str(info.value), f"message {info.value} lacks the install command"
 
 
+def test_mesh_client_python_not_executable(tmp_path):
+    python = tmp_path / "python"
+    python.write_text("not a program\n")
+    with pytest.raises(InputError) as info:
+        mesh.MeshLandmarker(python)
+    assert mesh.INSTALL_COMMAND in str(info.value), f"message {info.value} lacks the install command"
+
+
 def test_mesh_client_without_mediapipe():
     # The test environment's Python has no mediapipe, so the real worker fails at import.
     with pytest.raises(InputError) as info:

@@ -52,12 +52,19 @@ class MeshLandmarker:
         # stderr goes to a file so that a full pipe cannot block the worker, and so that a start-up failure
         # can be quoted in the error.
         self._stderr = tempfile.TemporaryFile()
-        self._process = subprocess.Popen(
-            [str(self.python), str(worker), str(min_confidence)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-        )
+        try:
+            self._process = subprocess.Popen(
+                [str(self.python), str(worker), str(min_confidence)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+            )
+        except OSError as err:
+            self._stderr.close()
+            raise InputError(
+                f"failed to run {python} for MediaPipe's face mesh ({err}). Install the environment with "
+                f"`{INSTALL_COMMAND}`, or set {PYTHON_VARIABLE} to a Python that has mediapipe 0.10.14"
+            ) from err
         try:
             ready = self._read(8)
         except EOFError:
