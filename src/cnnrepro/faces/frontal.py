@@ -256,6 +256,8 @@ def mirror_hidden(crops: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
 
     `hidden` is (N, S, S) bool. A pixel whose mirror pixel is hidden too keeps its own value.
     """
+    # NOTE: on strongly turned LFW faces, hidden strips along the face contour took mirror pixels from beyond
+    # the other side's contour, which left thin slivers of hair or background colour inside the face.
     flipped_hidden = hidden.flip(-1)
     use_mirror = (hidden & ~flipped_hidden)[:, None]
     return torch.where(use_mirror, crops.flip(-1), crops)
