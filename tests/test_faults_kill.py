@@ -77,14 +77,6 @@ CASES = {
 # -- projects ----------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def mlflow_template(tmp_path_factory) -> Path:
-    """An MLflow SQLite store with its schema created once: creating it takes seconds per project otherwise."""
-    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
-
-
 def _merge(tree: dict, overrides: dict) -> None:
     for key, value in overrides.items():
         if isinstance(value, dict):
