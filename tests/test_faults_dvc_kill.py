@@ -1,0 +1,100 @@
+"""SIGKILL of a whole `dvc repro` during the train stage, then a plain `dvc repro` in the same project.
+
+The kill hits the process group, as a job scheduler or the OOM killer ends a job: DVC and the stage process die
+together and leave DVC's stage lock (`.dvc/tmp/rwlock`) naming the dead DVC process. DVC 3 drops entries whose
+process no longer exists, so the rerun must complete without manual cleanup and reach the metrics of an
+uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from tests.test_pipeline_e2e import _copy_checkout, _offline_env
+
+pytestmark = pytest.mark.slow
+
+TARGET = "evaluate@lenet5"
+# Files compared with the uninterrupted run, minus their wall-clock fields.
+METRICS = ("metrics/download/mnist.json", "metrics/train/lenet5.json", "metrics/evaluate/lenet5.json")
+TIMING_WORDS = ("seconds", "per_s")
+
+
+def _project(root: Path, shared_data: Path) -> dict[str, str]:
+    root.mkdir(parents=True)
+    _copy_checkout(root)
+    env = _offline_env(shared_data)
+    env["OMP_NUM_THREADS"] = "1"
+    subprocess.run([sys.executable, "-m", "cnnrepro", "profile", "smoke"], cwd=root, env=env, check=True,
+                   capture_output=True)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    # Several epochs with deterministic kernels, so that the kill lands inside training and a resumed run
+    # can match the uninterrupted one exactly.
+    params["train"]["lenet5"].update(epochs=4, max_batches=30, workers=0, threads=1, device="cpu", deterministic=True)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return env
+
+
+def _repro(root: Path, env: dict[str, str], timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dvc", "repro", TARGET], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _metrics(root: Path) -> dict[str, dict]:
+    found = {}
+    for name in METRICS:
+        data = json.loads((root / name).read_text())
+        found[name] = {k: v for k, v in data.items() if not any(word in k for word in TIMING_WORDS)}
+    return found
+
+
+def test_dvc_repro_sigkill_then_plain_rerun(tmp_path, shared_data):
+    reference = tmp_path / "reference"
+    env = _project(reference, shared_data)
+    done = _repro(reference, env)
+    assert done.returncode == 0, f"uninterrupted dvc repro failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    expected = _metrics(reference)
+
+    root = tmp_path / "killed"
+    env = _project(root, shared_data)
+    process = subprocess.Popen([sys.executable, "-m", "dvc", "repro", TARGET], cwd=root, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    checkpoints = root / ".cnnrepro" / "checkpoints" / "lenet5"
+    deadline = time.monotonic() + 600
+    # The first epoch's checkpoint shows that training runs and has epochs left.
+    while not any(checkpoints.rglob("last.pt")):
+        assert process.poll() is None, f"dvc repro ended with {process.returncode} before training started"
+        assert time.monotonic() < deadline, "no training checkpoint within 600 s"
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, f"dvc repro ended with {process.returncode}"
+    assert not (root / "models" / "lenet5").exists(), "the killed run left a models/lenet5 folder"
+    rwlock = json.loads((root / ".dvc" / "tmp" / "rwlock").read_text())
+    holders = {info["pid"] for infos in rwlock.get("write", {}).values() for info in
+               (infos if isinstance(infos, list) else [infos])}
+    assert process.pid in holders, f"the killed dvc repro left no stage lock to clean up: {rwlock}"
+
+    rerun = _repro(root, env)
+    assert rerun.returncode == 0, f"plain dvc repro after the kill failed:\n{rerun.stdout[-3000:]}\n{rerun.stderr[-3000:]}"
+    assert "resuming from" in rerun.stderr, "the rerun did not resume training from the last checkpoint"
+    assert _metrics(root) == expected, "metrics after the kill and rerun differ from the uninterrupted run"
+    status = subprocess.run([sys.executable, "-m", "dvc", "status", TARGET], cwd=root, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert "up to date" in status.stdout, f"dvc status after the rerun:\n{status.stdout}"
+
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("cnnrepro")
+    runs = client.search_runs([experiment.experiment_id], "tags.`cnnrepro.stage` = 'train@lenet5'")
+    statuses = sorted(run.info.status for run in runs)
+    assert statuses == ["FINISHED", "KILLED"], f"train@lenet5 MLflow runs after the kill and rerun: {statuses}"
