@@ -49,9 +49,17 @@ def context() -> multiprocessing.context.ForkServerContext:
     return _context
 
 
-def _child(module: str, argv: list[str], root: str, env: dict[str, str], kill_at: int | None, count_file: str):
+def _child(module: str, argv: list[str], root: str, env: dict[str, str], kill_at: int | None, count_file: str,
+           output_file: str | None):
     os.chdir(root)
     os.environ.update(env)
+    for name in ("CNNREPRO_PARENT_RUN_ID", "CNNREPRO_PIPELINE_ID", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME"):
+        os.environ.pop(name, None)
+    if output_file:
+        fd = os.open(output_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
     import torch
 
     torch.set_num_threads(1)
@@ -76,14 +84,15 @@ def _child(module: str, argv: list[str], root: str, env: dict[str, str], kill_at
 
 
 def run(module: str, argv: list[str], root: Path, env: dict[str, str], kill_at: int | None = None,
-        timeout: float = 300) -> tuple[int, int | None]:
+        timeout: float = 300, output_file: Path | None = None) -> tuple[int, int | None]:
     """Run `module.main(argv)` in `root`; return (exit code, calls counted), with exit code -9 after a kill.
 
-    The count is None when the child did not finish.
+    The count is None when the child did not finish. With `output_file`, the child's stdout and stderr go there.
     """
     count_file = root / ".stage-killer-count"
     count_file.unlink(missing_ok=True)
-    process = context().Process(target=_child, args=(module, argv, str(root), env, kill_at, str(count_file)))
+    process = context().Process(target=_child, args=(module, argv, str(root), env, kill_at, str(count_file),
+                                                          str(output_file) if output_file else None))
     process.start()
     process.join(timeout)
     if process.exitcode is None:

@@ -58,7 +58,7 @@ def _metrics(root: Path) -> dict[str, dict]:
     return found
 
 
-def test_dvc_repro_sigkill_then_plain_rerun(tmp_path, shared_data):
+def test_dvc_repro_sigkill_then_plain_rerun(tmp_path, shared_data, fault_record):
     reference = tmp_path / "reference"
     env = _project(reference, shared_data)
     done = _repro(reference, env)
@@ -78,17 +78,22 @@ def test_dvc_repro_sigkill_then_plain_rerun(tmp_path, shared_data):
         time.sleep(0.1)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL, f"dvc repro ended with {process.returncode}"
-    assert not (root / "models" / "lenet5").exists(), "the killed run left a models/lenet5 folder"
+    visible = [name for name in ("models/lenet5", *METRICS[1:]) if (root / name).exists()]
     rwlock = json.loads((root / ".dvc" / "tmp" / "rwlock").read_text())
     holders = {info["pid"] for infos in rwlock.get("write", {}).values() for info in
                (infos if isinstance(infos, list) else [infos])}
-    assert process.pid in holders, f"the killed dvc repro left no stage lock to clean up: {rwlock}"
-
     rerun = _repro(root, env)
+    found = _metrics(root) if rerun.returncode == 0 else {}
+    fault_record(kind="kill", stage=f"dvc repro {TARGET}", exit=process.returncode, partial_visible=visible,
+                 rerun_exit=rerun.returncode,
+                 rerun_differences=sorted(name for name in expected if found.get(name) != expected[name]))
+
+    assert process.returncode == -signal.SIGKILL, f"dvc repro ended with {process.returncode}"
+    assert visible == [], f"the killed run left train or evaluate outputs: {visible}"
+    assert process.pid in holders, f"the killed dvc repro left no stage lock to clean up: {rwlock}"
     assert rerun.returncode == 0, f"plain dvc repro after the kill failed:\n{rerun.stdout[-3000:]}\n{rerun.stderr[-3000:]}"
     assert "resuming from" in rerun.stderr, "the rerun did not resume training from the last checkpoint"
-    assert _metrics(root) == expected, "metrics after the kill and rerun differ from the uninterrupted run"
+    assert found == expected, "metrics after the kill and rerun differ from the uninterrupted run"
     status = subprocess.run([sys.executable, "-m", "dvc", "status", TARGET], cwd=root, env=env, capture_output=True,
                             text=True, timeout=300)
     assert "up to date" in status.stdout, f"dvc status after the rerun:\n{status.stdout}"

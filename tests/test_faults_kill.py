@@ -234,23 +234,28 @@ def _reference(name: str, tmp_path_factory, shared_data: Path, mlflow_template: 
 
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("name", list(CASES))
-def test_stage_sigkill_then_rerun(name, seed, tmp_path, tmp_path_factory, shared_data, mlflow_template):
+def test_stage_sigkill_then_rerun(name, seed, tmp_path, tmp_path_factory, shared_data, mlflow_template,
+                                  fault_record):
     expected, calls = _reference(name, tmp_path_factory, shared_data, mlflow_template)
     case = CASES[name]
     root, env = _project(tmp_path / "project", name, shared_data, mlflow_template)
     kill_at = int(np.random.default_rng(seed).integers(1, calls))
 
-    code, _ = stage_killer.run(case.module, list(case.argv), root, env, kill_at=kill_at)
-    assert code == KILLED, f"{case.stage} exited with {code} before its call {kill_at} of {calls}"
-    after_kill = _drop_digests(_snapshot(root, case.outputs))
-    assert _differences(after_kill, expected) == [], f"partial outputs after a kill at call {kill_at} of {calls}"
-
+    killed, _ = stage_killer.run(case.module, list(case.argv), root, env, kill_at=kill_at)
+    visible = _differences(_drop_digests(_snapshot(root, case.outputs)), expected)
     code, _ = stage_killer.run(case.module, list(case.argv), root, env)
-    assert code == 0, f"rerun of {case.stage} after a kill at call {kill_at} exited with {code}"
     rerun = _drop_digests(_snapshot(root, case.outputs))
+    statuses = [run.info.status for run in _runs(root, case.stage)]
+    fault_record(kind="kill", stage=case.stage, seed=seed, kill_at=kill_at, calls=calls, exit=killed,
+                 partial_visible=visible, rerun_exit=code,
+                 rerun_differences=_differences(rerun, expected) + sorted(set(expected) - set(rerun)),
+                 running_runs=statuses.count("RUNNING"))
+
+    assert killed == KILLED, f"{case.stage} exited with {killed} before its call {kill_at} of {calls}"
+    assert visible == [], f"partial outputs after a kill at call {kill_at} of {calls}"
+    assert code == 0, f"rerun of {case.stage} after a kill at call {kill_at} exited with {code}"
     assert sorted(rerun) == sorted(expected), f"outputs after the rerun: {sorted(rerun)}"
     assert _differences(rerun, expected) == [], f"rerun outputs differ from an uninterrupted run (kill at {kill_at})"
     assert _partials(root, case.outputs) == [], "temporary .partial- paths left beside the outputs"
-    statuses = [run.info.status for run in _runs(root, case.stage)]
     assert "RUNNING" not in statuses, f"MLflow runs of {case.stage} after the rerun: {statuses}"
     assert statuses.count("FINISHED") == 1, f"MLflow runs of {case.stage} after the rerun: {statuses}"
