@@ -1,7 +1,8 @@
 """Damaged model files, data files and params given to the train, evaluate and align stages.
 
 Each case must end in an error that names the damaged file or value, with exit code 1 (input) or 2 (params), no
-traceback and no stage output; or, for one unreadable image among many, in an error row of the align report.
+traceback and no stage output. One unreadable image among readable ones must instead become an error row of the
+align report.
 The stages run in forked children (see stage_killer), which keeps each case to about a second.
 """
 
@@ -28,7 +29,7 @@ def _truncate(path: Path, size: int) -> Path:
 
 
 def _pickled_object(root: Path) -> Path:
-    """A model file that holds a pickled Python class instead of tensors, which weights_only loading rejects."""
+    """A model file that contains a pickled Python class instead of tensors, which weights_only loading rejects."""
     path = root / "models/lenet5/model.pt"
     path.write_bytes(pickle.dumps(collections.OrderedDict(state_dict=collections.Counter)))
     return path

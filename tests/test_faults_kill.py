@@ -2,8 +2,8 @@
 
 Each case first runs the stage uninterrupted in its own project to get the reference outputs and the number of
 calls into project code it makes. A seeded RNG then draws the call at which a fresh run kills itself. After the
-kill, every stage output that exists must equal the reference (so no partial output was visible at that moment);
-after a plain rerun, every output must equal the reference and no MLflow run of the stage may stay RUNNING.
+kill, every stage output that exists must equal the reference, so no partial output was visible at that moment.
+After a plain rerun, every output must equal the reference and no MLflow run of the stage may stay RUNNING.
 """
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ def _snapshot(root: Path, outputs: tuple[str, ...]) -> dict[str, dict]:
 
 
 def _drop_digests(snapshot: dict[str, dict]) -> dict[str, dict]:
-    """Remove manifest digests that cover timing-bearing files, which the other entries already compare."""
+    """Remove the digest and file hashes from manifests: the other entries compare those files by value."""
     cleaned = {}
     for output, files in snapshot.items():
         cleaned[output] = {}

@@ -29,7 +29,7 @@ TAG_PREFIX = "cnnrepro."
 HEARTBEAT_TAG = f"{TAG_PREFIX}heartbeat"
 # Default limit for runs of other hosts: 12 missed heartbeats of 5 minutes.
 DEFAULT_STALE_AFTER_S = 3600.0
-# The longest pause between heartbeats, whatever the limit.
+# Maximum pause between heartbeats, whatever the limit.
 MAX_HEARTBEAT_S = 300.0
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
