@@ -121,3 +121,39 @@ def test_parse_duration_units(text, seconds):
 def test_parse_duration_rejects(text):
     with pytest.raises(ValueError, match="invalid duration"):
         stale.parse_duration(text)
+
+
+class _RecordingClient:
+    def __init__(self):
+        self.tags = []
+        self.terminated = []
+
+    def set_tag(self, run_id, key, value):
+        self.tags.append((run_id, key, value))
+
+    def set_terminated(self, run_id, status):
+        self.terminated.append((run_id, status))
+
+
+def test_heartbeat_thread_for_tracking_server(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    client = _RecordingClient()
+    run = tracking.StageRun("train@lenet5", root=tmp_path, stale_after_s=0.2)
+    monkeypatch.setattr(run, "_client", lambda: client)
+    run.run_id = "run-1"
+    run._start_heartbeat()
+    time.sleep(0.5)
+    run.end()
+    beats = [tag for tag in client.tags if tag[1] == stale.HEARTBEAT_TAG]
+    assert len(beats) >= 3, f"a 0.05 s heartbeat sent {len(beats)} beats in 0.5 s"
+    count = len(client.tags)
+    time.sleep(0.2)
+    assert len(client.tags) == count, "the heartbeat went on after the run ended"
+    assert client.terminated == [("run-1", "FINISHED")], f"run not ended: {client.terminated}"
+
+
+def test_no_heartbeat_thread_for_sqlite(tmp_path, mlflow_uri):
+    run = tracking.StageRun("train@lenet5", root=tmp_path, stale_after_s=0.2)
+    run.run_id = "run-1"
+    run._start_heartbeat()
+    assert run._heartbeat is None, "a SQLite store got a heartbeat thread"
