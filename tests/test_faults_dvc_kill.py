@@ -1,9 +1,8 @@
 """SIGKILL of a whole `dvc repro` during the train stage, then a plain `dvc repro` in the same project.
 
-The kill hits the process group, as a job scheduler or the OOM killer ends a job: DVC and the stage process die
-together and leave DVC's stage lock (`.dvc/tmp/rwlock`) naming the dead DVC process. DVC 3 drops entries whose
-process no longer exists, so the rerun must complete without manual cleanup and reach the metrics of an
-uninterrupted run.
+The kill hits the process group, as a job scheduler ends a job. DVC and the stage process die together and
+leave DVC's stage lock (`.dvc/tmp/rwlock`) naming the dead DVC process. DVC 3.67 drops lock entries whose process
+no longer exists, so the rerun must complete without manual cleanup and reach the metrics of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -58,15 +57,18 @@ def _metrics(root: Path) -> dict[str, dict]:
     return found
 
 
-def test_dvc_repro_sigkill_then_plain_rerun(tmp_path, shared_data, fault_record):
-    reference = tmp_path / "reference"
+@pytest.fixture(scope="module")
+def expected(tmp_path_factory, shared_data) -> dict[str, dict]:
+    """The metrics of an uninterrupted `dvc repro`."""
+    reference = tmp_path_factory.mktemp("reference") / "project"
     env = _project(reference, shared_data)
     done = _repro(reference, env)
     assert done.returncode == 0, f"uninterrupted dvc repro failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    expected = _metrics(reference)
+    return _metrics(reference)
 
-    root = tmp_path / "killed"
-    env = _project(root, shared_data)
+
+def _start_until_training(root: Path, env: dict[str, str]) -> subprocess.Popen:
+    """Start `dvc repro` in its own process group and return once training has saved its first checkpoint."""
     process = subprocess.Popen([sys.executable, "-m", "dvc", "repro", TARGET], cwd=root, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     checkpoints = root / ".cnnrepro" / "checkpoints" / "lenet5"
@@ -76,30 +78,79 @@ def test_dvc_repro_sigkill_then_plain_rerun(tmp_path, shared_data, fault_record)
         assert process.poll() is None, f"dvc repro ended with {process.returncode} before training started"
         assert time.monotonic() < deadline, "no training checkpoint within 600 s"
         time.sleep(0.1)
+    return process
+
+
+def _lock_holders(root: Path) -> set[int]:
+    rwlock = json.loads((root / ".dvc" / "tmp" / "rwlock").read_text())
+    return {info["pid"] for infos in rwlock.get("write", {}).values() for info in
+            (infos if isinstance(infos, list) else [infos])}
+
+
+def _train_statuses(root: Path) -> list[str]:
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("cnnrepro")
+    runs = client.search_runs([experiment.experiment_id], "tags.`cnnrepro.stage` = 'train@lenet5'")
+    return sorted(run.info.status for run in runs)
+
+
+def _up_to_date(root: Path, env: dict[str, str]) -> str:
+    status = subprocess.run([sys.executable, "-m", "dvc", "status", TARGET], cwd=root, env=env, capture_output=True,
+                            text=True, timeout=300)
+    return status.stdout
+
+
+def test_dvc_repro_group_sigkill_then_rerun(tmp_path, shared_data, expected, fault_record):
+    root = tmp_path / "killed"
+    env = _project(root, shared_data)
+    process = _start_until_training(root, env)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=60)
     visible = [name for name in ("models/lenet5", *METRICS[1:]) if (root / name).exists()]
-    rwlock = json.loads((root / ".dvc" / "tmp" / "rwlock").read_text())
-    holders = {info["pid"] for infos in rwlock.get("write", {}).values() for info in
-               (infos if isinstance(infos, list) else [infos])}
+    holders = _lock_holders(root)
     rerun = _repro(root, env)
     found = _metrics(root) if rerun.returncode == 0 else {}
-    fault_record(kind="kill", stage=f"dvc repro {TARGET}", exit=process.returncode, partial_visible=visible,
-                 rerun_exit=rerun.returncode,
+    fault_record(kind="kill", stage=f"dvc repro {TARGET} (process group)", exit=process.returncode,
+                 partial_visible=visible, rerun_exit=rerun.returncode,
                  rerun_differences=sorted(name for name in expected if found.get(name) != expected[name]))
 
     assert process.returncode == -signal.SIGKILL, f"dvc repro ended with {process.returncode}"
     assert visible == [], f"the killed run left train or evaluate outputs: {visible}"
-    assert process.pid in holders, f"the killed dvc repro left no stage lock to clean up: {rwlock}"
+    assert process.pid in holders, f"the killed dvc repro left no stage lock to clean up: {holders}"
     assert rerun.returncode == 0, f"plain dvc repro after the kill failed:\n{rerun.stdout[-3000:]}\n{rerun.stderr[-3000:]}"
     assert "resuming from" in rerun.stderr, "the rerun did not resume training from the last checkpoint"
     assert found == expected, "metrics after the kill and rerun differ from the uninterrupted run"
-    status = subprocess.run([sys.executable, "-m", "dvc", "status", TARGET], cwd=root, env=env, capture_output=True,
-                            text=True, timeout=300)
-    assert "up to date" in status.stdout, f"dvc status after the rerun:\n{status.stdout}"
-
-    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("cnnrepro")
-    runs = client.search_runs([experiment.experiment_id], "tags.`cnnrepro.stage` = 'train@lenet5'")
-    statuses = sorted(run.info.status for run in runs)
+    assert "up to date" in _up_to_date(root, env), "dvc status reports changes after the rerun"
+    statuses = _train_statuses(root)
     assert statuses == ["FINISHED", "KILLED"], f"train@lenet5 MLflow runs after the kill and rerun: {statuses}"
+
+
+def test_dvc_process_sigkill_orphans_stage(tmp_path, shared_data, expected, fault_record):
+    """Only the `dvc` process dies (`kill -9 <pid>`): its stage keeps running while the user reruns at once."""
+    import psutil
+
+    root = tmp_path / "killed"
+    env = _project(root, shared_data)
+    process = _start_until_training(root, env)
+    orphans = psutil.Process(process.pid).children(recursive=True)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    try:
+        rerun = _repro(root, env)
+        psutil.wait_procs(orphans, timeout=300)
+    finally:
+        for orphan in orphans:
+            if orphan.is_running():
+                orphan.kill()
+    found = _metrics(root) if rerun.returncode == 0 else {}
+    fault_record(kind="kill", stage=f"dvc repro {TARGET} (dvc process only)", exit=process.returncode,
+                 partial_visible=[], rerun_exit=rerun.returncode,
+                 rerun_differences=sorted(name for name in expected if found.get(name) != expected[name]))
+
+    assert process.returncode == -signal.SIGKILL, f"dvc repro ended with {process.returncode}"
+    assert orphans, "dvc repro had no stage process when it was killed"
+    assert rerun.returncode == 0, f"plain dvc repro after the kill failed:\n{rerun.stdout[-3000:]}\n{rerun.stderr[-3000:]}"
+    assert found == expected, "metrics after the kill and rerun differ from the uninterrupted run"
+    assert "up to date" in _up_to_date(root, env), "dvc status reports changes after the rerun and the orphan"
+    statuses = _train_statuses(root)
+    assert "RUNNING" not in statuses, f"train@lenet5 MLflow runs after the orphan ended: {statuses}"
