@@ -13,9 +13,10 @@ from cnnrepro.claims.registry import Claim, Variant, register
 
 ALEXNET_FILES = ("metrics/train/alexnet.json", "plots/train/alexnet.csv", "metrics/evaluate/alexnet.json")
 ALEXNET_EPOCHS = 15
-# Every AlexNet variant spells out the three ablated settings, so the dropout and LRN/pooling claims produce
-# identical params for their shared base variant and reuse its experiments.
-ALEXNET_BASE = {"train.alexnet.dropout": 0.5, "train.alexnet.lrn": True, "train.alexnet.overlapping_pool": True}
+# Every AlexNet variant spells out the four settings that some claim changes, so the activation, dropout and
+# LRN/pooling claims produce identical params for their shared base variant and reuse its experiments.
+ALEXNET_BASE = {"train.alexnet.activation": "relu", "train.alexnet.dropout": 0.5, "train.alexnet.lrn": True,
+                "train.alexnet.overlapping_pool": True}
 GOOGLENET_EPOCHS = 5
 GOOGLENET_MEMBERS = 7
 
@@ -58,19 +59,23 @@ register(Claim(
          "a saturating activation.",
     source="AlexNet (Krizhevsky et al. 2012, section 3.1, Figure 1): a 4-layer CNN on CIFAR-10 reaches 25% "
            "training error six times faster with ReLU than with tanh.",
-    method="LeNet-5 on MNIST (the quick profile's 8,000 training images, 12 epochs), ReLU against LeNet-5's own "
-           "scaled tanh, same data and seeds; reports the epochs (interpolated between epochs) to 5% training "
-           "error. LeNet-5 is used because it trains in under a minute here, where the quick AlexNet takes about "
-           "three, and its activation is its only change; MNIST training error falls below 5% within the 12 "
-           "epochs, as CIFAR-10's fell below 25% in the paper.",
-    seed_keys=("train.lenet5.seed",),
-    targets=("train@lenet5",),
-    variants=(Variant("relu", {"train.lenet5.activation": "relu"}, label="ReLU"),
-              Variant("scaled_tanh", {"train.lenet5.activation": "scaled_tanh"}, label="scaled tanh (saturating)")),
-    files=("metrics/train/lenet5.json", "plots/train/lenet5.csv"),
+    method=f"AlexNet on Imagenette (quick profile: 115 px, width 0.25), {ALEXNET_EPOCHS} epochs instead of the "
+           f"profile's 30, ReLU against tanh with the same data and seeds; reports the epochs (interpolated "
+           f"between epochs) to 70% training error, a level the reference quick run passed at epoch 6 of 30, "
+           f"as the paper's 25% on CIFAR-10 lies early in its curves. The ReLU variant is the base AlexNet "
+           f"shared with the dropout and LRN claims. LeNet-5 would be cheaper, but with ReLU and its RBF output "
+           f"layer it stayed at chance (90% training error for 12 epochs in one quick-profile run), so it "
+           f"cannot time a training-error target.",
+    seed_keys=("train.alexnet.seed",),
+    targets=("evaluate@alexnet",),
+    overrides={"train.alexnet.epochs": ALEXNET_EPOCHS},
+    variants=(Variant("relu", ALEXNET_BASE, "alexnet-base", "ReLU (paper)"),
+              Variant("tanh", {**ALEXNET_BASE, "train.alexnet.activation": "tanh"}, "alexnet-tanh",
+                      "tanh (saturating)")),
+    files=ALEXNET_FILES,
     minutes=3,
-    summarise=partial(summaries.activation, history="plots/train/lenet5.csv", target=0.05, fast="relu",
-                      slow="scaled_tanh"),
+    summarise=partial(summaries.activation, history="plots/train/alexnet.csv", target=0.70, fast="relu",
+                      slow="tanh"),
 ))
 
 register(Claim(
