@@ -46,7 +46,10 @@ def run(root: Path, name: str, seeds: Sequence[int] | None = None, *, rerun: boo
     if reused:
         log.info("%d of %d experiments of %s already ran with these params; reusing them", reused, len(points), name)
     if todo:
-        names = sweep.queue(root, claim, todo)
+        # An experiment of another claim's sweep may already be queued or running: wait for it, do not queue twice.
+        pending = sweep.experiment_states(root)
+        waiting = [p.name for p in todo if not rerun and pending.get(p.name) in ("queued", "running")]
+        names = waiting + sweep.queue(root, claim, [p for p in todo if p.name not in waiting])
         sweep.start_workers(root, jobs)
         states = sweep.wait(root, names, poll_s=poll_s)
         failed = [n for n, state in states.items() if state != "success"]

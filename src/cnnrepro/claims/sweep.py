@@ -26,7 +26,7 @@ from cnnrepro.errors import InputError
 
 log = logging.getLogger(__name__)
 
-# Executor states that `dvc exp show --json` reports for queued experiments (DVC 3.x).
+# Final task states in `dvc queue status` (DVC 3.x), lower-cased.
 FINISHED_STATES = {"success", "failed"}
 
 
@@ -173,22 +173,29 @@ def start_workers(root: Path, jobs: int = 1) -> None:
         raise InputError(f"`dvc queue start -j {jobs}` failed: {result.stderr.strip()}")
 
 
-def experiment_states(root: Path) -> dict[str, str]:
-    """Map experiment names of the current baseline to their executor state (queued, running, success, failed)."""
-    result = subprocess.run(["dvc", "exp", "show", "--json"], cwd=root, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise InputError(f"`dvc exp show --json` failed: {result.stderr.strip()}")
+def parse_queue_status(text: str) -> dict[str, str]:
+    """Map experiment names to states in `dvc queue status` output (queued, running, success, failed).
+
+    The table lists every queued task whatever its baseline commit. A name queued again with `-f` appears
+    beside its earlier task; the unfinished task is the current one.
+    """
     states: dict[str, str] = {}
-    for baseline in json.loads(result.stdout):
-        for experiment in baseline.get("experiments") or []:
-            name = experiment.get("name") or (experiment["revs"][0].get("name") if experiment.get("revs") else None)
-            state = (experiment.get("executor") or {}).get("state") or "success"
-            if not name:
-                continue
-            # An experiment queued again with -f shows beside its old result; the unfinished one is current.
-            if name not in states or states[name] in FINISHED_STATES:
-                states[name] = state
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 4 or parts[0] == "Task" or line.startswith("Worker"):
+            continue
+        name, state = parts[1], parts[-1].lower()
+        if name not in states or states[name] in FINISHED_STATES:
+            states[name] = state
     return states
+
+
+def experiment_states(root: Path) -> dict[str, str]:
+    """Map the names of the DVC queue's experiments to their state (queued, running, success, failed)."""
+    result = subprocess.run(["dvc", "queue", "status"], cwd=root, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise InputError(f"`dvc queue status` failed: {result.stderr.strip()}")
+    return parse_queue_status(result.stdout)
 
 
 def wait(root: Path, names: Sequence[str], poll_s: float = 15.0, timeout_s: float | None = None) -> dict[str, str]:
