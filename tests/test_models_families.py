@@ -208,7 +208,7 @@ def test_build_rejects_unknown_option(family):
         ("lenet5", {"image_size": 28}, "image_size"),
         ("lenet5", {"activation": "sigmoid"}, "activation"),
         ("alexnet", {"towers": 3}, "towers"),
-        ("deepface", {"sub": "sub4"}, "sub"),
+        ("deepface", {"variant": "sub4"}, "variant"),
         ("deepface", {"image_size": 40}, "image_size"),
         ("googlenet", {"image_size": 64}, "image_size"),
     ],

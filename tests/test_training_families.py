@@ -15,6 +15,7 @@ from PIL import Image
 from cnnrepro import manifest
 from cnnrepro.params import profiles
 from cnnrepro.training import checkpoint
+from cnnrepro.training.data import split_validation
 from pipeline import train as train_stage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,3 +78,23 @@ def test_stage_googlenet_members_differ_only_in_data(checkout):
     assert first["build_kwargs"] == second["build_kwargs"], "members must share the architecture"
     different = [k for k in first["state_dict"] if not torch.equal(first["state_dict"][k], second["state_dict"][k])]
     assert different, "two members with different data order ended with identical weights"
+
+
+@pytest.mark.slow
+def test_stage_deepface_ablation_options(checkout):
+    path = checkout / "params.yaml"
+    tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+    tree["train"]["deepface"].update(variant="sub3", identities=2, images_fraction=0.5)
+    path.write_text(yaml.safe_dump(tree), encoding="utf-8")
+    assert train_stage.main(["deepface"]) == 0, "train@deepface with ablation options failed"
+    model, meta = checkpoint.load_model(checkout / "models" / "deepface")
+    assert meta["classes"] == ["person0", "person1"], f"the first two identities by name, got {meta['classes']}"
+    assert meta["build_kwargs"]["variant"] == "sub3", f"saved build options {meta['build_kwargs']}"
+    assert isinstance(model.l4, torch.nn.Identity), "the reloaded sub3 model still has L4"
+    metrics = json.loads((checkout / "metrics" / "train" / "deepface.json").read_text())
+    assert metrics["identities"] == 2, f"metrics report {metrics['identities']} identities"
+    # The validation split runs first, over all 3 x 6 images in identity order. Half of each kept identity's
+    # remaining images train.
+    _, held = split_validation(18, tree["train"]["deepface"]["val_fraction"], tree["train"]["deepface"]["seed"])
+    expected = sum(max(1, round((6 - int(np.sum(held // 6 == k))) * 0.5)) for k in range(2))
+    assert metrics["train_images"] == expected, f"{metrics['train_images']} training images, expected {expected}"

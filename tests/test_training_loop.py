@@ -47,6 +47,30 @@ def test_loop_learns_tiny_task(tmp_path):
     assert losses[-1] < losses[0], f"training loss did not fall: {losses}"
 
 
+def test_loop_bf16_autocast_on_cpu(tmp_path):
+    # bf16 autocast runs the convolutions in bfloat16 while the weights and the optimizer stay in float32.
+    reference = training_worker.run(tmp_path / "fp32", epochs=3)
+    mixed = training_worker.run(tmp_path / "bf16", epochs=3, precision="bf16", channels_last=True)
+    losses = [r["train_loss"] for r in mixed["records"]]
+    assert losses[-1] < losses[0], f"bf16 training loss did not fall: {losses}"
+    dtypes = {name: t.dtype for name, t in mixed["model"].items() if t.is_floating_point()}
+    assert set(dtypes.values()) == {torch.float32}, f"bf16 autocast changed stored weight dtypes: {dtypes}"
+    first_fp32, first_bf16 = reference["records"][0]["train_loss"], losses[0]
+    # Rounding to bfloat16's 8 bits of precision must show in the loss, or autocast did not run.
+    assert first_bf16 != first_fp32, "bf16 run gave the fp32 loss exactly: autocast was not applied"
+    assert abs(first_bf16 - first_fp32) < 0.05 * first_fp32, (
+        f"first-epoch loss under bf16 ({first_bf16:.4f}) strays from fp32 ({first_fp32:.4f}) by over 5%"
+    )
+
+
+def test_fp16_on_cpu_rejected():
+    from cnnrepro.errors import InputError
+    from cnnrepro.training.loop import resolve_precision
+
+    with pytest.raises(InputError, match="fp16.*use bf16 or fp32"):
+        resolve_precision("fp16", torch.device("cpu"))
+
+
 def test_loop_resume_after_sigkill(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     reference = tmp_path / "reference"

@@ -40,7 +40,16 @@ class TinyNet(nn.Module):
         return self.head(torch.relu(self.conv(x)).mean(dim=(2, 3)))
 
 
-def run(out: Path, *, epochs: int = 3, resume: str | None = None, slow_from: int = 0, seed: int = 0) -> dict:
+def run(
+    out: Path,
+    *,
+    epochs: int = 3,
+    resume: str | None = None,
+    slow_from: int = 0,
+    seed: int = 0,
+    precision: str = "fp32",
+    channels_last: bool = False,
+) -> dict:
     from cnnrepro.training import checkpoint, distributed, loop
     from cnnrepro.training.augment import BatchColor, CropPolicy
     from cnnrepro.training.data import StoreDataset
@@ -56,7 +65,8 @@ def run(out: Path, *, epochs: int = 3, resume: str | None = None, slow_from: int
     model = TinyNet()
     settings = loop.LoopSettings(
         epochs=epochs, batch_size=16, lr=0.05, momentum=0.9, weight_decay=1e-4, seed=seed, workers=0,
-        device="cpu", precision="fp32", polyak_decay=0.9, deterministic=True, threads=1, name="tiny",
+        device="cpu", precision=precision, polyak_decay=0.9, deterministic=True, threads=1, name="tiny",
+        channels_last=channels_last,
     )
 
     def on_epoch(record):

@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     describe.add_argument("--json", action="store_true", help="print JSON with per-layer rows and totals")
     describe.add_argument("--image-size", type=int, default=None, help="input side length in pixels")
     describe.add_argument("--width", type=float, default=1.0, help="channel-width multiplier")
+    describe.add_argument(
+        "--variant", default=None, help="DeepFace depth ablation: full, sub1, sub2 or sub3 (default full)"
+    )
     describe.add_argument("--repeats", type=int, default=5, help="forward passes timed per layer")
     describe.set_defaults(func=_cmd_describe)
 

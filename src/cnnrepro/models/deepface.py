@@ -11,8 +11,10 @@ Deviations and choices:
 - M2 rounds up (ceil mode) so that 142x142 maps give the paper's 71x71.
 - Biases are untied: each output position of a locally connected layer has its own bias.
 - `width` scales every hidden layer and `image_size` the input, for CPU profiles; the topology stays.
-- `sub` builds the paper's depth ablations: "sub1" drops C3, "sub2" drops L4 and L5, "sub3" drops all
-  three. F7 then reads larger maps, so sub2 and sub3 have more parameters than the full network.
+- `variant` builds the paper's depth ablations (section 5.1): "sub1" drops C3, "sub2" drops L4 and L5,
+  "sub3" drops all three; "full" is the whole network. Each remaining layer reads whatever its predecessor
+  now outputs (L4 reads M2's 32 maps in sub1, L6 reads C3's maps in sub2), so F7 reads larger maps and sub2
+  and sub3 have more parameters than the full network.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from torch import nn
 
 from cnnrepro.models.layers import LocallyConnected2d, conv_output_size
 
-__all__ = ["DeepFace", "deepface", "deepface_sub", "SUB_VARIANTS"]
+__all__ = ["DeepFace", "deepface", "deepface_sub", "VARIANTS"]
 
-# Ablation name -> layers it removes (the paper's DF-sub1, DF-sub2 and DF-sub3).
-SUB_VARIANTS: dict[str, frozenset[str]] = {
+# Variant name -> layers it removes (the paper's DeepFace, DF-sub1, DF-sub2 and DF-sub3).
+VARIANTS: dict[str, frozenset[str]] = {
+    "full": frozenset(),
     "sub1": frozenset({"c3"}),
     "sub2": frozenset({"l4", "l5"}),
     "sub3": frozenset({"c3", "l4", "l5"}),
@@ -122,24 +125,28 @@ def deepface(
     image_size: int | None = None,
     width: float = 1.0,
     dropout: float = 0.5,
-    sub: str | None = None,
+    variant: str = "full",
     init: str = "paper",
 ) -> DeepFace:
-    """Build DeepFace; `sub` picks a depth ablation ("sub1", "sub2", "sub3") or None for the full network.
+    """Build DeepFace; `variant` is "full" or a depth ablation ("sub1", "sub2", "sub3").
 
     `init="kaiming"` replaces the paper's N(0, 0.01) weights and 0.5 biases with He-normal weights and zero
     biases, for short CPU-profile runs in which the paper's initialisation leaves the loss at chance.
     """
     if init not in ("paper", "kaiming"):
         raise ValueError(f"deepface: init must be one of paper, kaiming, got {init!r}")
-    if sub is not None and sub not in SUB_VARIANTS:
-        raise ValueError(f"deepface: sub must be one of {sorted(SUB_VARIANTS)} or None, got {sub!r}")
-    removed = SUB_VARIANTS[sub] if sub else frozenset()
+    if variant not in VARIANTS:
+        raise ValueError(f"deepface: variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
     return DeepFace(
-        num_classes=num_classes, image_size=image_size or 152, width=width, dropout=dropout, removed=removed, init=init
+        num_classes=num_classes,
+        image_size=image_size or 152,
+        width=width,
+        dropout=dropout,
+        removed=VARIANTS[variant],
+        init=init,
     )
 
 
 def deepface_sub(variant: str, **options) -> DeepFace:
     """Build the paper's depth ablation `variant` ("sub1", "sub2" or "sub3"); `options` go to `deepface`."""
-    return deepface(sub=variant, **options)
+    return deepface(variant=variant, **options)

@@ -155,18 +155,28 @@ def main(args: argparse.Namespace) -> int:
     if args.repeats < 1:
         print(f"cnnrepro describe: --repeats must be at least 1, got {args.repeats}", file=sys.stderr)
         return 2
+    # --variant is a DeepFace option. build rejects it for other families and lists the options they accept.
+    variant = getattr(args, "variant", None)
+    extra = {} if variant is None else {"variant": variant}
     try:
         model = build(args.model, num_classes=DEFAULT_NUM_CLASSES[args.model], image_size=args.image_size,
-                      width=args.width)
+                      width=args.width, **extra)
     except ValueError as err:
         print(f"cnnrepro describe: {err}", file=sys.stderr)
         return 2
     input_shape = (1, model.input_channels, model.input_size, model.input_size)
     rows = table(model, input_shape, repeats=args.repeats)
     if args.json:
-        report = {"model": args.model, "input_shape": list(input_shape), "layers": rows, "totals": totals(rows)}
+        report = {
+            "model": args.model,
+            **extra,
+            "input_shape": list(input_shape),
+            "layers": rows,
+            "totals": totals(rows),
+        }
         print(json.dumps(report, indent=2))
     else:
-        print(f"{args.model}, input {'x'.join(map(str, input_shape[1:]))}, counts per image")
+        name = args.model if variant is None else f"{args.model} {variant}"
+        print(f"{name}, input {'x'.join(map(str, input_shape[1:]))}, counts per image")
         print(format_table(rows))
     return 0

@@ -97,6 +97,14 @@ class DeepFaceTrain(TrainCommon):
     # Epochs at which the learning rate is divided by 10 (DeepFace set them by hand, down to 1e-4).
     lr_drops: tuple[PositiveInt, ...] = (8, 12)
     optimizer: OptimizerParams = OptimizerParams(lr=0.01, momentum=0.9, weight_decay=0.0)
+    # Depth ablations of section 5.1: sub1 removes C3, sub2 removes L4 and L5, sub3 removes C3, L4 and L5.
+    variant: Literal["full", "sub1", "sub2", "sub3"] = "full"
+    # Training-set ablations of section 5.1. identities: train on the first N identities in name order
+    # (0: all of them). images_fraction: keep this fraction of each identity's training images, at least one.
+    # The validation images stay those the whole training set would hold out, restricted to the kept
+    # identities.
+    identities: NonNegativeInt = 0
+    images_fraction: float = Field(1.0, gt=0.0, le=1.0)
 
 
 class GoogLeNetTrain(TrainCommon):

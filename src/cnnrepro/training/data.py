@@ -86,6 +86,55 @@ def split_validation(count: int, fraction: float, seed: int) -> tuple[np.ndarray
     return np.sort(order[held:]), np.sort(order[:held])
 
 
+def subset_identities(
+    store: ImageStore,
+    train_indices: np.ndarray,
+    val_indices: np.ndarray,
+    identities: int = 0,
+    images_fraction: float = 1.0,
+) -> tuple[ImageStore, np.ndarray, np.ndarray]:
+    """Restrict a split identity store to fewer identities and fewer training images per identity.
+
+    Keeps the first `identities` identities in name order (0 keeps all), then `images_fraction` of each kept
+    identity's training images: round(n * fraction) of its n, at least one, spaced evenly through its images
+    in store order. Neither choice depends on a seed. `val_indices` keep only the kept identities' images and
+    are never thinned, so the validation images of an identity are the same for every subset.
+
+    Returns (store, train indices, validation indices). The returned store shares the images, and its classes
+    are the kept names in name order. Its labels index those classes, and the images of dropped identities get
+    label -1, which no returned index points to.
+    """
+    if identities < 0 or identities > len(store.classes):
+        raise ValueError(
+            f"identities must be between 0 and the {len(store.classes)} identities of the store, got {identities}"
+        )
+    if not 0.0 < images_fraction <= 1.0:
+        raise ValueError(f"images_fraction must be in (0, 1], got {images_fraction}")
+    train_indices, val_indices = np.asarray(train_indices), np.asarray(val_indices)
+    if identities == 0 and images_fraction == 1.0:
+        return store, train_indices, val_indices
+
+    count = identities or len(store.classes)
+    kept = sorted(range(len(store.classes)), key=lambda label: store.classes[label])[:count]
+    relabel = np.full(len(store.classes), -1, dtype=np.int64)
+    relabel[kept] = np.arange(count)
+    labels = relabel[store.labels]
+
+    chosen = []
+    train_labels = labels[train_indices]
+    for label in range(count):
+        own = train_indices[train_labels == label]  # sorted, because train_indices are sorted
+        if len(own) == 0:
+            continue
+        keep = max(1, round(len(own) * images_fraction))
+        # Because keep <= len(own), the positions i * len(own) // keep are distinct and start at 0.
+        chosen.append(own[(np.arange(keep) * len(own)) // keep])
+    train_kept = np.sort(np.concatenate(chosen)) if chosen else train_indices[:0]
+    val_kept = val_indices[labels[val_indices] >= 0]
+    subset = ImageStore(store.images, labels, [store.classes[label] for label in kept])
+    return subset, train_kept, val_kept
+
+
 def channel_stats(store: ImageStore, indices: np.ndarray, limit: int = 5000) -> tuple[list[float], list[float]]:
     """Return per-channel mean and std in [0, 1] units over up to `limit` evenly spaced training images."""
     chosen = np.asarray(indices)[:: max(1, len(indices) // limit)]

@@ -87,10 +87,41 @@ def _build_options(family: str, section: Any) -> dict[str, Any]:
     names = {
         "lenet5": ("activation",),
         "alexnet": ("towers", "lrn", "overlapping_pool", "dropout", "activation", "init"),
-        "deepface": ("dropout", "init"),
+        "deepface": ("dropout", "init", "variant"),
         "googlenet": ("aux_heads", "batch_norm", "dropout", "init"),
     }[family]
     return {name: getattr(section, name) for name in names}
+
+
+def _deepface_subset(
+    store: data.ImageStore, section: Any, train_indices: np.ndarray, val_indices: np.ndarray, folder: Path
+) -> tuple[data.ImageStore, np.ndarray, np.ndarray]:
+    """Apply train.deepface.identities and images_fraction after the validation split of all images.
+
+    The validation set is then the images of the kept identities that training on every image would hold
+    out, because the split does not depend on the subset and images_fraction thins only the training images.
+    """
+    available = len(store.classes)
+    if section.identities > available:
+        raise InputError(
+            f"train.deepface.identities = {section.identities} but {folder} has only {available} identities; "
+            f"choose at most {available}, or 0 for all"
+        )
+    store, train_indices, val_indices = data.subset_identities(
+        store, train_indices, val_indices, section.identities, section.images_fraction
+    )
+    if len(train_indices) == 0:
+        raise InputError(
+            f"train.deepface: the {len(store.classes)} kept identities have no training images; "
+            f"raise train.deepface.identities or lower val_fraction"
+        )
+    log.info(
+        "deepface trains on %d identities: %d training and %d validation images",
+        len(store.classes),
+        len(train_indices),
+        len(val_indices),
+    )
+    return store, train_indices, val_indices
 
 
 def prepare(family: str, section: Any, root: Path, digest: str, info: distributed.DistInfo) -> Prepared:
@@ -133,6 +164,8 @@ def prepare(family: str, section: Any, root: Path, digest: str, info: distribute
 
     train_rel, val_rel = data.split_validation(len(pool), section.val_fraction, section.seed)
     train_indices, val_indices = pool[train_rel], pool[val_rel]
+    if family == "deepface":
+        store, train_indices, val_indices = _deepface_subset(store, section, train_indices, val_indices, folder)
 
     if family == "lenet5":
         mean, std = LENET_MEAN, LENET_STD
@@ -293,6 +326,8 @@ def train_stage(ctx, key: str, info: distributed.DistInfo) -> dict[str, float]:
     extra: dict[str, Any] = {}
     if parsed.family == "deepface":
         extra["feature_max"] = feature_max(evaluated, prepared)
+        # The training-set size of each section 5.1 ablation, for its results table.
+        metrics.update(identities=len(prepared.store.classes), train_images=len(prepared.train_indices))
     channels = int(prepared.store.images.shape[1])
     saved = {
         "state_dict": {k: v.detach().cpu() for k, v in evaluated.state_dict().items()},
