@@ -57,7 +57,9 @@ def test_queue_status_prefers_unfinished_task():
 
 def test_load_points_reads_experiment_files(tmp_path):
     claim = registry.get("aux-heads")
-    params = {"profile": "quick", "train": {"googlenet": {"epochs": 10, "aux_heads": True, "seed": 0}}}
+    # The workspace has a section the experiment's commit lacks (added later): the experiment still counts.
+    params = {"profile": "quick", "train": {"googlenet": {"epochs": 10, "aux_heads": True, "seed": 0},
+                                            "deepface": {"variant": "full"}}}
     baseline = _repo(tmp_path, params)
     run_params = {"profile": "quick", "train": {"googlenet": {"epochs": 5, "aux_heads": True, "seed": 0}}}
     metrics = {"top1_error_1crop": 0.5, "top5_error_1crop": 0.1}

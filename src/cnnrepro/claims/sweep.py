@@ -113,26 +113,44 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
     node[parts[-1]] = yaml.safe_load(format_value(value))
 
 
-def expected_params(root: Path, claim: Claim, point: Point) -> dict:
-    """Return the workspace params.yaml with the point's overrides applied: what its experiment must have run."""
+def compared_sections(claim: Claim, point: Point) -> list[str]:
+    """Return the params a reused experiment must match: `profile` and each section its overrides touch."""
+    sections = {".".join(key.split(".")[:2]) for key in claim.point_overrides(point.variant, point.seed)}
+    return ["profile", *sorted(sections)]
+
+
+def _subtree(tree: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(tree, dict):
+            return None
+        tree = tree.get(part)
+    return tree
+
+
+def expected_params(root: Path, claim: Claim, point: Point) -> dict[str, Any]:
+    """Return the compared params sections of the workspace with the point's overrides applied."""
     tree = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
     for key, value in claim.point_overrides(point.variant, point.seed).items():
         _set_dotted(tree, key, value)
-    return tree
+    return {section: _subtree(tree, section) for section in compared_sections(claim, point)}
 
 
 def load_points(root: Path, claim: Claim, seeds: Sequence[int] | None = None, *, check_params: bool = True) -> list[Point]:
     """Fill each point with its experiment commit and files; points without a finished experiment get rev None.
 
-    With `check_params`, an experiment whose params.yaml differs from the workspace's plus the point's overrides
-    (another profile, an older sweep definition) does not count as measured.
+    With `check_params`, an experiment whose profile or overridden sections (such as `train.alexnet`) differ
+    from the workspace's params.yaml plus the point's overrides does not count as measured.
     """
+    # NOTE: only params are compared. An experiment that ran older code with the same params is reused;
+    # `cnnrepro claims run NAME --rerun` measures again.
     refs = experiment_refs(root)
     loaded = []
     for point in points(claim, seeds):
         rev = refs.get(point.name)
         if rev and check_params:
-            if read_file(root, rev, "params.yaml") != expected_params(root, claim, point):
+            ran = read_file(root, rev, "params.yaml") or {}
+            ran = {section: _subtree(ran, section) for section in compared_sections(claim, point)}
+            if ran != expected_params(root, claim, point):
                 log.info("experiment %s ran with other params; it is not reused", point.name)
                 rev = None
         if rev:
