@@ -1,6 +1,6 @@
 """The eight claims of the chapter, with the sweeps that check them on the default (quick) profile.
 
-Epoch overrides keep the whole set near an hour on 2 CPU cores; each claim's `method` states them, and the
+Epoch overrides keep the whole set near an hour on 2 CPU cores. Each claim's `method` states them, and the
 report prints them beside the result.
 """
 

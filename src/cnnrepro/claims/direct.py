@@ -1,6 +1,6 @@
 """Claims measured without training: weight sharing (parameter counts) and the speed of convolutions.
 
-Both build real torch layers and count or time them; neither needs a DVC experiment, but they run through the
+Both build real torch layers and count or time them. Neither needs a DVC experiment, but both run through the
 same `cnnrepro claims run NAME` command and write the same kind of summary.
 """
 
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from cnnrepro.claims import stats
-from cnnrepro.claims.stats import HELD, NOT_HELD, PARTLY, fmt, fmt_spread
+from cnnrepro.claims.stats import fmt, fmt_spread
 
 
 class LocallyConnected1d(nn.Module):
@@ -33,7 +33,7 @@ class LocallyConnected1d(nn.Module):
 
 
 def one_d_layers(width: int = 5, kernel_size: int = 3) -> dict[str, nn.Module]:
-    """The chapter's 1-D example: `width` inputs to `width` outputs, fully connected, locally connected, convolution."""
+    """Build the chapter's 1-D example: `width` inputs to `width` outputs, fully connected, locally connected and convolution."""
     conv = nn.Conv1d(1, 1, kernel_size, padding=kernel_size // 2, bias=False)
     return {
         "fully connected": nn.Linear(width, width, bias=False),
@@ -115,7 +115,7 @@ def weight_sharing(root: Path, claim, seeds) -> dict[str, Any]:
                           "rows": lenet_rows}],
         "findings": findings,
         "rule": "held: all five checks listed pass; partly: some; did not hold: none",
-        "verdict": HELD if passed == len(checks) else PARTLY if passed else NOT_HELD,
+        "verdict": stats.verdict(passed == len(checks), passed > 0),
     }
 
 
@@ -197,5 +197,5 @@ def conv_speed(root: Path, claim, seeds, batch: int = 256, repeats: int = 10) ->
         ],
         "rule": "held: convolutions take more than half of the forward time AND LeNet-5's step is slower than the "
                 "matched MLP's; partly: one of the two; did not hold: neither",
-        "verdict": HELD if conv_dominates and slower else PARTLY if conv_dominates or slower else NOT_HELD,
+        "verdict": stats.verdict(conv_dominates and slower, conv_dominates or slower),
     }

@@ -2,7 +2,7 @@
 
 A claim names the stages its experiments run, the variants (params overrides) it compares, the seeds it
 repeats them over and the overrides shared by every point. `cnnrepro claims run NAME` queues one DVC
-experiment per variant and seed, named `<variant experiment>-s<seed>`; variants of different claims that set
+experiment per variant and seed, named `<variant experiment>-s<seed>`. Variants of different claims that set
 the same values share an experiment name, so a point measured for one claim is reused by the other.
 Claims without training (weight sharing, convolution speed) are measured directly by the same command.
 """
@@ -31,9 +31,9 @@ class Claim:
     title: str
     # The claim as the chapter states it.
     text: str
-    # Where the claim's numbers come from: paper, section, figure or table.
+    # Source of the claim's numbers: paper, section, figure or table.
     source: str
-    # What the sweep measures and why these settings: shown in the report beside the result.
+    # Method: what the sweep measures and the reasons for its settings, shown in the report beside the result.
     method: str
     seeds: tuple[int, ...] = (0, 1)
     # params keys set to the seed of each point.

@@ -41,6 +41,15 @@ def epochs_to_target(history: Sequence[Mapping[str, Any]] | None, column: str, t
     return None
 
 
+def verdict(held: bool, partly: bool) -> str:
+    """Return the verdict word: held when the full rule passes, partly held when only part of it does."""
+    if held:
+        return HELD
+    if partly:
+        return PARTLY
+    return NOT_HELD
+
+
 def mean_of(summary: Mapping[str, Any] | None) -> float | None:
     return None if summary is None else summary.get("mean")
 

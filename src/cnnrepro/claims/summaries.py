@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from cnnrepro.claims import stats
-from cnnrepro.claims.stats import HELD, NOT_HELD, NOT_MEASURED, PARTLY, fmt, fmt_spread, mean_of
+from cnnrepro.claims.stats import NOT_MEASURED, fmt, fmt_spread, mean_of
 
 
 def collect(points: Sequence[Any], metrics: Mapping[str, Callable[[Mapping[str, Any]], float | None]]) -> dict:
@@ -86,7 +86,7 @@ def activation(claim, points, *, history: str, target: float, fast: str, slow: s
         f"ReLU reached {target:.0%} training error after {fast_epochs:.2f} epochs, the saturating activation after "
         f"{bound}{slow_epochs:.2f}: {bound}{ratio:.1f}x as many (the paper: about 6x).",
     ]
-    result["verdict"] = HELD if ratio >= 2 else PARTLY if ratio >= 1.2 else NOT_HELD
+    result["verdict"] = stats.verdict(ratio >= 2, ratio >= 1.2)
     return result
 
 
@@ -129,7 +129,7 @@ def dropout(claim, points, *, train: str, history: str, evaluate: str, target: f
         f"Epochs to {target:.0%} training error: {fmt(fast)} without dropout, {fmt(slow)} with it"
         + (f" ({ratio:.2f}x; the paper: about 2x)." if ratio else " (a run that never reached it has no ratio)."),
     ]
-    result["verdict"] = HELD if overfits and slower else PARTLY if overfits or slower else NOT_HELD
+    result["verdict"] = stats.verdict(overfits and slower, overfits or slower)
     return result
 
 
@@ -193,10 +193,10 @@ def ablation(claim, points, *, evaluate: str, base: str, ablated: Sequence[str],
         return _unmeasured(result)
     result["findings"] = findings
     if small is None:
-        result["verdict"] = HELD if clear == len(findings) else PARTLY if raised else NOT_HELD
+        result["verdict"] = stats.verdict(clear == len(findings), raised > 0)
     else:
         largest = max(abs(d) for d in result["deltas"].values())
-        result["verdict"] = HELD if largest <= small else PARTLY if largest <= 3 * small else NOT_HELD
+        result["verdict"] = stats.verdict(largest <= small, largest <= 3 * small)
     return result
 
 
@@ -212,7 +212,7 @@ def _combined_std(a: Mapping[str, Any], b: Mapping[str, Any]) -> float | None:
 def deepface(claim, points, *, train: str, groups: Mapping[str, Sequence[str]], paper: Mapping[str, float]) -> dict:
     """Check three orderings of held-out classification error: more identities, fewer images, shallower nets.
 
-    `groups` maps a trend name to variant names in the order the paper's error rises.
+    `groups` maps a trend name to variant names in the order in which DeepFace's Table 1 error rises.
     """
     values = collect(points, {"val_error": lambda f: get(f, train, "best_val_error")})
     result = {
@@ -242,7 +242,7 @@ def deepface(claim, points, *, train: str, groups: Mapping[str, Sequence[str]], 
     measured = sum(not f.endswith("not every variant ran yet.") for f in findings)
     if not measured:
         return _unmeasured(result)
-    result["verdict"] = HELD if held == len(groups) else PARTLY if held else NOT_HELD
+    result["verdict"] = stats.verdict(held == len(groups), held > 0)
     return result
 
 
@@ -291,5 +291,5 @@ def crops_models(claim, points, *, members: int, crops: Sequence[int], paper: Ma
         f"{members} models -> " + ", ".join(f"{s} crop(s) {fmt(ensemble[s], '%')}" for s in crops) + ".",
         f"{sum(checks)} of {len(checks)} comparisons go the paper's way.",
     ]
-    result["verdict"] = HELD if all(checks) else PARTLY if any(checks) else NOT_HELD
+    result["verdict"] = stats.verdict(all(checks), any(checks))
     return result
