@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cnnrepro.claims import direct, registry, stats, summaries, sweep
+from cnnrepro.claims import direct, registry, stats, sweep
 from cnnrepro.claims.registry import Claim, Variant
 from cnnrepro.claims.sweep import Point
 
