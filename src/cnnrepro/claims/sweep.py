@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -186,9 +187,15 @@ def queue(root: Path, claim: Claim, todo: Iterable[Point]) -> list[str]:
 
 
 def start_workers(root: Path, jobs: int = 1) -> None:
-    result = subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], cwd=root, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise InputError(f"`dvc queue start -j {jobs}` failed: {result.stderr.strip()}")
+    """Run `dvc queue start -j JOBS`; raise InputError with its message when it fails."""
+    # The worker it starts keeps the command's stdout and stderr open until the queue is empty, so output goes
+    # to a file: with pipes, reading them would block until the last experiment had finished.
+    with tempfile.TemporaryFile("w+") as output:
+        code = subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], cwd=root, stdout=output,
+                              stderr=subprocess.STDOUT).returncode
+        if code != 0:
+            output.seek(0)
+            raise InputError(f"`dvc queue start -j {jobs}` failed: {output.read().strip()}")
 
 
 def parse_queue_status(text: str) -> dict[str, str]:
