@@ -72,7 +72,7 @@ def activation(claim, points, *, history: str, target: float, fast: str, slow: s
     slow_summary = values.get(slow, {}).get("epochs_to_target")
     if fast_epochs is None or slow_summary is None:
         return _unmeasured(result)
-    epochs = len(points[0].files.get(history) or []) if points[0].rev else 0
+    epochs = max(len(p.files.get(history) or []) for p in points if p.rev)
     slow_epochs = mean_of(slow_summary)
     lower_bound = slow_summary["n"] < len(slow_summary["per_seed"])
     if slow_epochs is None or lower_bound:
