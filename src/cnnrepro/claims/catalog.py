@@ -44,8 +44,8 @@ register(Claim(
          "with the same number of parameters.",
     source="The chapter; LeNet-5's 340,908 connections on 60,000 parameters (LeCun et al. 1998).",
     method="Times LeNet-5's layers on one batch of 256 MNIST test images (`cnnrepro describe`'s per-layer forward "
-           "time, 10 passes), then one forward and backward pass of LeNet-5 and of a one-hidden-layer MLP with the "
-           "closest parameter count, median of 10 passes, on one CPU thread. A seed picks the batch and the "
+           "time, mean of 20 passes), then one forward and backward pass of LeNet-5 and of a one-hidden-layer MLP "
+           "with the closest parameter count, fastest of 20 passes, on one CPU thread. A seed picks the batch and the "
            "initial weights.",
     seeds=(0, 1, 2),
     minutes=0.5,
