@@ -161,6 +161,17 @@ def load_points(root: Path, claim: Claim, seeds: Sequence[int] | None = None, *,
     return loaded
 
 
+def _run_dvc(command: list[str], root: Path, attempts: int = 20, delay_s: float = 3.0) -> subprocess.CompletedProcess:
+    """Run a DVC command, retrying while another DVC process holds the repository lock."""
+    for attempt in range(attempts):
+        result = subprocess.run(command, cwd=root, capture_output=True, text=True)
+        if result.returncode == 0 or "Unable to acquire lock" not in result.stderr:
+            return result
+        log.info("DVC repository locked by another process; retrying in %.0f s (%d/%d)", delay_s, attempt + 1, attempts)
+        time.sleep(delay_s)
+    return result
+
+
 def check_workspace(root: Path) -> None:
     """Raise InputError when dvc.lock is not tracked by git: queued experiments would not see it."""
     if not (root / "dvc.lock").is_file():
@@ -179,7 +190,7 @@ def queue(root: Path, claim: Claim, todo: Iterable[Point]) -> list[str]:
     for point in todo:
         command = queue_command(claim, point.variant, point.seed)
         log.info("queueing %s", " ".join(command))
-        result = subprocess.run(command, cwd=root, capture_output=True, text=True)
+        result = _run_dvc(command, root)
         if result.returncode != 0:
             raise InputError(f"`{' '.join(command)}` failed: {result.stderr.strip() or result.stdout.strip()}")
         names.append(point.name)
@@ -217,7 +228,7 @@ def parse_queue_status(text: str) -> dict[str, str]:
 
 def experiment_states(root: Path) -> dict[str, str]:
     """Map the names of the DVC queue's experiments to their state (queued, running, success, failed)."""
-    result = subprocess.run(["dvc", "queue", "status"], cwd=root, capture_output=True, text=True)
+    result = _run_dvc(["dvc", "queue", "status"], root)
     if result.returncode != 0:
         raise InputError(f"`dvc queue status` failed: {result.stderr.strip()}")
     return parse_queue_status(result.stdout)
