@@ -204,3 +204,18 @@ def test_point_overrides_put_seed_last():
     values = claim.point_overrides(Variant("v", {"train.a.lr": 0.1}), 3)
     assert values == {"train.a.seed": 3, "train.a.epochs": 2, "train.a.lr": 0.1}, f"overrides {values}"
     assert isinstance(Point(Variant("v"), 0, "x-v-s0").files, dict), "points start with no files"
+
+
+def test_ablation_at_chance_is_not_clear():
+    claim = registry.get("lrn-pooling")
+    path = "metrics/evaluate/alexnet.json"
+
+    def files(top1):
+        return {path: {"classes": 10.0, "top1_error_1crop": top1, "top5_error_1crop": 0.5,
+                       "top1_error_10crop": top1, "top5_error_10crop": 0.5}}
+
+    measured = {"base": {0: files(0.40), 1: files(0.42)}, "no-lrn": {0: files(0.90), 1: files(0.90)},
+                "no-overlap": {0: files(0.50), 1: files(0.52)}}
+    result = claim.summarise(claim, _points(claim, measured))
+    assert result["verdict"] == stats.PARTLY, f"a run at chance cannot confirm a small gain: {result['verdict']}"
+    assert any("chance level" in f for f in result["findings"]), f"findings {result['findings']}"

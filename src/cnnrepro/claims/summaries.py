@@ -164,8 +164,9 @@ def ablation(claim, points, *, evaluate: str, base: str, ablated: Sequence[str],
     if small is None:
         result["rule"] = ("held: removing each component raises the mean 10-crop top-1 error by more than the "
                           "standard deviation over seeds of the two variants combined; partly: it raises the mean "
-                          "error for at least one component, but not beyond that spread for all; did not hold: no "
-                          "component's removal raises the mean error")
+                          "error for at least one component, but not beyond that spread for all (always the case "
+                          "with one seed, which has no spread); did not hold: no component's removal raises the "
+                          "mean error")
     else:
         result["rule"] = (f"held: the 1-crop top-5 error with and without the component differs by at most "
                           f"{small:.1%} (absolute); partly: by at most {3 * small:.1%}; did not hold: by more")
@@ -181,13 +182,19 @@ def ablation(claim, points, *, evaluate: str, base: str, ablated: Sequence[str],
         delta = mean_of(measured[metric]) - mean_of(base_values[metric])
         noise = _combined_std(measured[metric], base_values[metric])
         raised += delta > 0
-        clear += delta > (noise or 0.0)
+        at_chance = _at_chance(points, name, evaluate)
+        # Without a spread (one seed) a gain cannot be told from seed noise, so it never counts as clear. A run
+        # that stayed at chance measures a failed training, not the component's gain, so it does not count either.
+        clear += noise is not None and delta > noise and not at_chance
         label = next((v.label or v.name for v in claim.variants if v.name == name), name)
         findings.append(
             f"{label}: {metric.replace('_', ' ')} changes by {100 * delta:+.2f} points against the base"
-            + (f" (spread over seeds {100 * noise:.2f} points)" if noise is not None else "")
+            + (f" (spread over seeds {100 * noise:.2f} points)" if noise is not None else " (one seed, no spread)")
             + f"; the paper: {paper.get(name, '-')}."
         )
+        if at_chance:
+            findings.append(f"{label}: the top-1 error stayed at chance level, so this network did not train with "
+                            f"the profile's settings; the difference measures that failure, not the component.")
         result.setdefault("deltas", {})[name] = delta
     if not findings:
         return _unmeasured(result)
@@ -198,6 +205,16 @@ def ablation(claim, points, *, evaluate: str, base: str, ablated: Sequence[str],
         largest = max(abs(d) for d in result["deltas"].values())
         result["verdict"] = stats.verdict(largest <= small, largest <= 3 * small)
     return result
+
+
+def _at_chance(points, variant: str, evaluate: str, margin: float = 0.02) -> bool:
+    """Return True when every measured run of `variant` has a 1-crop top-1 error within `margin` of chance."""
+    errors = []
+    for point in points:
+        data = point.files.get(evaluate) if point.rev and point.variant.name == variant else None
+        if data and data.get("classes"):
+            errors.append(data["top1_error_1crop"] >= 1 - 1 / data["classes"] - margin)
+    return bool(errors) and all(errors)
 
 
 def _combined_std(a: Mapping[str, Any], b: Mapping[str, Any]) -> float | None:
