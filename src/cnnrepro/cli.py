@@ -69,8 +69,12 @@ def _cmd_claims(args: argparse.Namespace) -> int:
             record = claims.run(root, args.name, args.seeds, rerun=args.rerun, jobs=args.jobs)
         else:
             record = claims.collect(root, args.name, args.seeds)
-    except (KeyError, InputError) as err:
-        print(f"cnnrepro claims: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
+    except KeyError as err:
+        # str() of a KeyError adds quotes around the message; args[0] is the message itself.
+        print(f"cnnrepro claims: {err.args[0]}", file=sys.stderr)
+        return 1
+    except InputError as err:
+        print(f"cnnrepro claims: {err}", file=sys.stderr)
         return 1
     for finding in record["result"].get("findings", []):
         print(finding)
