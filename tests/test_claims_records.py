@@ -19,6 +19,8 @@ QUEUE_STATUS = """Task     Name                 Created    Status
 342b974  alexnet-base-s0      10:45 PM   Success
 7516bf0  alexnet-tanh-s0      10:45 PM   Running
 9396c38  aux-heads-aux-s0     10:45 PM   Failed
+1aadcdb  deepface-sub1-s0     10:46 PM   Failed
+2bbdcdb  deepface-sub1-s0     10:47 PM   Success
 
 Worker status: 1 active, 0 idle
 """
@@ -52,7 +54,9 @@ def _experiment(root, baseline, name, params, files):
 
 def test_queue_status_prefers_unfinished_task():
     states = sweep.parse_queue_status(QUEUE_STATUS)
-    assert states == {"alexnet-base-s0": "queued", "alexnet-tanh-s0": "running", "aux-heads-aux-s0": "failed"}, states
+    expected = {"alexnet-base-s0": "queued", "alexnet-tanh-s0": "running", "aux-heads-aux-s0": "failed",
+                "deepface-sub1-s0": "success"}
+    assert states == expected, f"states {states}"
 
 
 def test_load_points_reads_experiment_files(tmp_path):

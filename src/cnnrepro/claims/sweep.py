@@ -213,15 +213,18 @@ def parse_queue_status(text: str) -> dict[str, str]:
     """Map experiment names to states in `dvc queue status` output (queued, running, success, failed).
 
     The table lists every queued task whatever its baseline commit. A name queued again with `-f` appears
-    beside its earlier task; the unfinished task is the current one.
+    beside its earlier tasks, and the table gives no date to order them by. An unfinished task is the current
+    one. Among finished tasks a success wins, because the newest experiment commit of that name holds a result.
     """
+    rank = {"success": 1, "failed": 0}
     states: dict[str, str] = {}
     for line in text.splitlines():
         parts = line.split()
         if len(parts) < 4 or parts[0] == "Task" or line.startswith("Worker"):
             continue
         name, state = parts[1], parts[-1].lower()
-        if name not in states or states[name] in FINISHED_STATES:
+        current = states.get(name)
+        if current is None or state not in rank or (current in rank and rank[state] > rank[current]):
             states[name] = state
     return states
 
