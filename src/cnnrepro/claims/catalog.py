@@ -73,7 +73,7 @@ register(Claim(
               Variant("tanh", {**ALEXNET_BASE, "train.alexnet.activation": "tanh"}, "alexnet-tanh",
                       "tanh (saturating)")),
     files=ALEXNET_FILES,
-    minutes=3,
+    minutes=20,
     summarise=partial(summaries.activation, history="plots/train/alexnet.csv", target=0.70, fast="relu",
                       slow="tanh"),
 ))
@@ -93,7 +93,7 @@ register(Claim(
                       "dropout 0"),
               Variant("dropout", ALEXNET_BASE, "alexnet-base", "dropout 0.5 (paper)")),
     files=ALEXNET_FILES,
-    minutes=6,
+    minutes=20,
     summarise=partial(summaries.dropout, train="metrics/train/alexnet.json", history="plots/train/alexnet.csv",
                       evaluate="metrics/evaluate/alexnet.json", target=0.6, without="no-dropout", with_="dropout"),
 ))
@@ -115,7 +115,7 @@ register(Claim(
               Variant("no-overlap", {**ALEXNET_BASE, "train.alexnet.overlapping_pool": False}, "alexnet-nooverlap",
                       "2x2 pooling, stride 2")),
     files=ALEXNET_FILES,
-    minutes=6,
+    minutes=30,
     summarise=partial(summaries.ablation, evaluate="metrics/evaluate/alexnet.json", base="base",
                       ablated=("no-lrn", "no-overlap"),
                       paper={"no-lrn": "+1.4 top-1, +1.2 top-5", "no-overlap": "+0.4 top-1, +0.3 top-5"}),
@@ -149,7 +149,7 @@ register(Claim(
         Variant("sub3", {**DEEPFACE, "train.deepface.variant": "sub3"}, "deepface-sub3", "sub3 (no C3, L4, L5)"),
     ),
     files=("metrics/train/deepface.json", "plots/train/deepface.csv"),
-    minutes=14,
+    minutes=55,
     summarise=partial(
         summaries.deepface, train="metrics/train/deepface.json",
         groups={"identities": ("ids14", "ids30", "full"), "images per identity": ("full", "frac50", "frac20", "frac10"),
@@ -173,7 +173,7 @@ register(Claim(
     variants=(Variant("aux", {"train.googlenet.aux_heads": True}, label="with auxiliary heads (paper)"),
               Variant("no-aux", {"train.googlenet.aux_heads": False}, label="without auxiliary heads")),
     files=("metrics/train/googlenet-1.json", "metrics/evaluate/googlenet-1.json"),
-    minutes=5,
+    minutes=25,
     summarise=partial(summaries.ablation, evaluate="metrics/evaluate/googlenet-1.json", base="aux",
                       ablated=("no-aux",), paper={"no-aux": "about 0.5%"}, small=0.01),
 ))
@@ -198,7 +198,7 @@ register(Claim(
     variants=(Variant("ensemble", {}, label=f"{GOOGLENET_MEMBERS} members"),),
     files=("metrics/ensemble/googlenet.json",
            *(f"metrics/evaluate/googlenet-{k}.json" for k in range(1, GOOGLENET_MEMBERS + 1))),
-    minutes=8,
+    minutes=35,
     summarise=partial(summaries.crops_models, members=GOOGLENET_MEMBERS, crops=(1, 10),
                       paper={(1, 1): 0.1007, (1, 10): 0.0915, (7, 1): 0.0809, (7, 10): 0.0762}),
 ))

@@ -45,7 +45,8 @@ class Claim:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     # Files read from each experiment's commit (metrics/ and plots/ are committed with it).
     files: tuple[str, ...] = ()
-    # Estimated minutes on 2 CPU cores with the quick profile, for `claims list` and the README.
+    # Estimated minutes for the default seeds with the quick profile: experiments measured on 2 CPU cores shared
+    # with other jobs, times their count. Shown by `claims list` and in the report.
     minutes: float = 0.0
     # Direct claims: a function(root, claim, seeds) returning the summary; sweep claims leave it None.
     measure: Callable[..., dict[str, Any]] | None = None
