@@ -1,4 +1,4 @@
-"""DVC stage `align@<dataset>`: MTCNN detection and 2D similarity alignment of data/raw/<dataset>.
+"""DVC stage `align@<dataset>`: MTCNN detection and alignment (align.method none, 2d or 3d) of data/raw/<dataset>.
 
 Writes data/aligned/<dataset>/ (crops per size, report.csv, report.json, LFW protocol files, manifest.json)
 and metrics/align/<dataset>.json. Run from the repository root: `python -m pipeline.align lfw`.
@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     def body(ctx: StageContext) -> dict[str, float]:
         import torch
 
+        from cnnrepro.faces.mesh import frontalize_python
         from cnnrepro.faces.runner import AlignSettings, align_folder
 
         settings = AlignSettings.from_params(ctx.params["align"])
@@ -42,10 +43,12 @@ def main(argv: list[str] | None = None) -> int:
             state=paths.state_dir(ctx.root) / "align",
             input_digest=ctx.data_digests[dataset],
             protocol=dataset == "lfw",
+            mesh_python=frontalize_python(ctx.root),
         )
         atomic.write_json(ctx.root / "metrics" / "align" / f"{dataset}.json", summary)
         ctx.run.log_artifact(ctx.root / out / "report.csv", f"align/{dataset}")
         ctx.run.log_artifact(ctx.root / out / "report.json", f"align/{dataset}")
+        ctx.run.set_tags({"align_method": settings.method})
         return {f"align_{key}": float(value) for key, value in summary.items()}
 
     return run_stage(f"align@{dataset}", ["align"], body, inputs={dataset: raw}, outputs=[out])

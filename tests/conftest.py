@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 import sys
 from pathlib import Path
@@ -11,6 +13,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_ENV = "CNNREPRO_TEST_DATA"
+# scripts/fault_counts.py sets this to a file that collects the measured outcome of every fault case.
+FAULT_LOG_ENV = "CNNREPRO_FAULT_LOG"
 
 # Subprocesses (dvc stages, torchrun workers) import this checkout's code, whatever else is installed.
 os.environ["PYTHONPATH"] = os.pathsep.join(
@@ -55,9 +59,36 @@ def _no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory) -> Path:
+    """An empty MLflow SQLite store with its schema, created once: creating the schema takes about 5 s."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @pytest.fixture
-def mlflow_uri(tmp_path, monkeypatch) -> str:
-    """A fresh SQLite MLflow store for one test."""
+def mlflow_uri(tmp_path, monkeypatch, mlflow_template) -> str:
+    """A fresh SQLite MLflow store for one test, copied from the empty template."""
+    shutil.copyfile(mlflow_template, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     return uri
+
+
+@pytest.fixture
+def fault_record(request):
+    """Return a function that appends one fault case's measured facts to $CNNREPRO_FAULT_LOG as a JSON line.
+
+    Without the variable it does nothing. Tests call it before their asserts, so failing cases are counted too.
+    """
+
+    def record(**facts) -> None:
+        target = os.environ.get(FAULT_LOG_ENV)
+        if target:
+            with open(target, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"test": request.node.nodeid, **facts}) + "\n")
+
+    return record

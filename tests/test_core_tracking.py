@@ -80,9 +80,12 @@ def test_required_tracking_fails_before_work(tmp_path, monkeypatch):
 
 
 def test_non_zero_rank_logs_nothing(tmp_path, mlflow_uri):
+    store = Path(mlflow_uri.removeprefix("sqlite:///"))
+    before = store.read_bytes()
     with tracking.stage_run("train@lenet5", enabled=False, root=tmp_path) as run:
         run.log_metrics({"loss": 1.0})
-    assert not Path(mlflow_uri.removeprefix("sqlite:///")).exists(), "rank != 0 must not touch the store"
+    assert store.read_bytes() == before, "rank != 0 must not touch the store"
+    assert not (tmp_path / ".cnnrepro").exists(), "rank != 0 must not spool records either"
 
 
 def test_pipeline_id_from_environment(monkeypatch):

@@ -68,6 +68,18 @@ def _outputs(root: Path) -> list[str]:
     return left
 
 
+def _facts(result: subprocess.CompletedProcess, root: Path, named: str) -> dict:
+    """Measured facts of one input fault case, for the fault_record fixture."""
+    return {
+        "kind": "input",
+        "exit": result.returncode,
+        "traceback": "Traceback (most recent call last)" in result.stderr,
+        "names_input": named in result.stderr,
+        "recorded": False,
+        "left_outputs": _outputs(root),
+    }
+
+
 def _orl_mirror(shared_data: Path, tmp_path: Path, damaged: str, listed: bool) -> tuple[Path, Path]:
     """Copy the real ORL set into a mirror, truncate `damaged`, and write SHA256SUMS with or without it."""
     mirror = tmp_path / "mirror"
@@ -86,10 +98,11 @@ def _orl_mirror(shared_data: Path, tmp_path: Path, damaged: str, listed: bool) -
 
 
 @pytest.mark.parametrize("listed", [True, False], ids=["listed", "unlisted"])
-def test_orl_mirror_damaged_image_rejected(shared_data, tmp_path, listed):
+def test_orl_mirror_damaged_image_rejected(shared_data, tmp_path, listed, fault_record):
     mirror, broken = _orl_mirror(shared_data, tmp_path, "s3/4.pgm", listed)
     root = _project(tmp_path, source="orl")
     result = _download(root, "faces", mirror)
+    fault_record(**_facts(result, root, str(broken)))
     assert result.returncode == 1, f"exit {result.returncode}; stderr:\n{result.stderr}"
     assert str(broken) in result.stderr, f"the damaged file is not named:\n{result.stderr}"
     fix = "restore it" if listed else "restore the original files"
@@ -97,7 +110,7 @@ def test_orl_mirror_damaged_image_rejected(shared_data, tmp_path, listed):
     assert _outputs(root) == [], f"partial output left: {_outputs(root)}"
 
 
-def test_mnist_mirror_damaged_unlisted_file(shared_data, tmp_path):
+def test_mnist_mirror_damaged_unlisted_file(shared_data, tmp_path, fault_record):
     mirror = tmp_path / "mirror"
     (mirror / "mnist").mkdir(parents=True)
     for path in (shared_data / "mnist").iterdir():
@@ -109,6 +122,7 @@ def test_mnist_mirror_damaged_unlisted_file(shared_data, tmp_path):
     # No SHA256SUMS: the file is checked only by the dataset's own reader.
     root = _project(tmp_path)
     result = _download(root, "mnist", mirror)
+    fault_record(**_facts(result, root, str(labels)))
     assert result.returncode == 1, f"exit {result.returncode}; stderr:\n{result.stderr}"
     assert str(labels) in result.stderr, f"the damaged file is not named:\n{result.stderr}"
     assert _outputs(root) == [], f"partial output left: {_outputs(root)}"
@@ -127,11 +141,12 @@ def _face_archive(shared_data: Path, path: Path, escape: str) -> None:
         archive.addfile(member, io.BytesIO(payload))
 
 
-def test_face_archive_parent_member_rejected(shared_data, tmp_path):
+def test_face_archive_parent_member_rejected(shared_data, tmp_path, fault_record):
     archive = tmp_path / "faces.tar.gz"
     _face_archive(shared_data, archive, "people/s3/../../../escaped.pgm")
     root = _project(tmp_path, source="folder", path=str(archive))
     result = _download(root, "faces", None)
+    fault_record(**_facts(result, root, archive.name))
     assert result.returncode == 1, f"exit {result.returncode}; stderr:\n{result.stderr}"
     assert str(archive) in result.stderr or archive.name in result.stderr, f"archive not named:\n{result.stderr}"
     assert "'..'" in result.stderr, f"the unsafe member is not named:\n{result.stderr}"
@@ -140,7 +155,7 @@ def test_face_archive_parent_member_rejected(shared_data, tmp_path):
     assert _outputs(root) == [], f"partial output left: {_outputs(root)}"
 
 
-def test_face_folder_zero_byte_image_recorded(shared_data, tmp_path):
+def test_face_folder_zero_byte_image_recorded(shared_data, tmp_path, fault_record):
     from cnnrepro.faces.runner import AlignSettings, align_folder
 
     raw = tmp_path / "raw"
@@ -150,9 +165,11 @@ def test_face_folder_zero_byte_image_recorded(shared_data, tmp_path):
     out = tmp_path / "aligned"
     settings = AlignSettings(sizes=(32,), batch_size=2, workers=0, device="cpu")
     summary = align_folder(raw, out, settings, state=tmp_path / "state", input_digest="x", progress=False)
-    assert summary["errors"] == 1, f"summary counts {summary['errors']} errors, expected 1 for the empty file"
     report = (out / "report.csv").read_text()
     line = next((row for row in report.splitlines() if row.startswith("s1/empty.pgm,")), "")
+    fault_record(kind="input", exit=0, traceback=False, names_input="empty.pgm" in line, recorded=",error," in line,
+                 left_outputs=[])
+    assert summary["errors"] == 1, f"summary counts {summary['errors']} errors, expected 1 for the empty file"
     assert ",error," in line, f"the empty file is not recorded as an error: {line!r}"
     assert "empty.pgm" in line, f"the error message does not name the file: {line!r}"
     assert not (out / "32" / "s1" / "empty.png").exists(), "an empty file must not produce a crop"

@@ -43,6 +43,34 @@ def _cmd_tracking_sync(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_tracking_close_stale(args: argparse.Namespace) -> int:
+    from mlflow.tracking import MlflowClient
+
+    from cnnrepro import tracking
+    from cnnrepro.tracking import stale
+    from cnnrepro.tracking.run import redact
+
+    try:
+        older_than_s = stale.parse_duration(args.older_than)
+    except ValueError as err:
+        print(f"cnnrepro tracking close-stale: --older-than: {err}", file=sys.stderr)
+        return 2
+    uri = args.uri or tracking.tracking_uri()
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(args.experiment)
+    if experiment is None:
+        print(f"cnnrepro tracking close-stale: experiment {args.experiment!r} not found at "
+              f"{redact(uri)}; pass --experiment with an existing name", file=sys.stderr)
+        return 1
+    closed = stale.close_stale(client, [experiment.experiment_id], stale_after_s=older_than_s,
+                               closed_by="cnnrepro tracking close-stale", dry_run=args.dry_run)
+    verb = "would mark" if args.dry_run else "marked"
+    for run_id, reason in closed:
+        print(f"{verb} run {run_id} KILLED: {reason}")
+    print(f"{verb} {len(closed)} orphaned RUNNING run(s) KILLED in experiment {args.experiment!r}")
+    return 0
+
+
 def _cmd_describe(args: argparse.Namespace) -> int:
     from cnnrepro.models import describe
 
@@ -122,6 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
     sync = tracking_commands.add_parser("sync", help="log the records that stages kept while MLflow was down")
     sync.add_argument("--uri", default=None, help="tracking URI to log to (default: MLFLOW_TRACKING_URI or mlflow.db)")
     sync.set_defaults(func=_cmd_tracking_sync)
+    close = tracking_commands.add_parser(
+        "close-stale",
+        help="mark KILLED the RUNNING runs whose process has died: on this host by pid, elsewhere by heartbeat age",
+    )
+    close.add_argument("--older-than", default="1h",
+                       help="heartbeat age after which a run of another host counts as orphaned: 90s, 30m, 6h, 2d "
+                            "(default 1h)")
+    close.add_argument("--experiment", default="cnnrepro", help="MLflow experiment name (default cnnrepro)")
+    close.add_argument("--dry-run", action="store_true", help="only list the runs that would be closed")
+    close.add_argument("--uri", default=None, help="tracking URI (default: MLFLOW_TRACKING_URI or mlflow.db)")
+    close.set_defaults(func=_cmd_tracking_close_stale)
     return parser
 
 

@@ -140,6 +140,7 @@ def run_stage(
             required=tracking_params.required,
             enabled=rank == 0,
             root=root,
+            stale_after_s=tracking_params.stale_after_min * 60,
         ) as run:
             context = StageContext(name=name, params=loaded, run=run, root=root, data_digests=digests)
             metrics = body(context) or {}

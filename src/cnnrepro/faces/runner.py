@@ -9,6 +9,7 @@ rename.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import ctypes
 import hashlib
@@ -32,7 +33,8 @@ from tqdm import tqdm
 
 from cnnrepro import atomic, manifest
 from cnnrepro.errors import InputError
-from cnnrepro.faces.align import ALIGNED, ERROR, FALLBACK, AlignmentRecord, align_batch
+from cnnrepro.faces import frontal, mesh
+from cnnrepro.faces.align import ALIGNED, ERROR, FALLBACK, FALLBACK_2D, AlignmentRecord, FrontalOptions, align_batch
 from cnnrepro.faces.detector import BatchMTCNN
 from cnnrepro.faces.imageio import IMAGE_SUFFIXES, UnreadableImageError, image_size, load_rgb
 
@@ -67,6 +69,11 @@ class AlignSettings:
     device: str = "auto"
     on_error: str = "record"
     subset: str = "all"
+    residuals: bool = True
+    mirror: bool = True
+    crop_scale: float = 2.0
+    mesh_size: int = 256
+    mesh_confidence: float = 0.5
 
     @classmethod
     def from_params(cls, section) -> AlignSettings:
@@ -84,6 +91,11 @@ class AlignSettings:
             device=section.device,
             on_error=section.on_error,
             subset=section.subset,
+            residuals=section.frontal.residuals,
+            mirror=section.frontal.mirror,
+            crop_scale=section.frontal.crop_scale,
+            mesh_size=section.frontal.mesh_size,
+            mesh_confidence=section.frontal.min_confidence,
         )
 
     def output_key(self) -> dict:
@@ -91,7 +103,13 @@ class AlignSettings:
         values = asdict(self)
         values.pop("workers")
         values.pop("device")
+        if self.method != "3d":
+            for name in FRONTAL_SETTINGS:
+                values.pop(name)
         return values
+
+
+FRONTAL_SETTINGS = ("residuals", "mirror", "crop_scale", "mesh_size", "mesh_confidence")
 
 
 @dataclass
@@ -206,9 +224,10 @@ def _worker_init(_worker_id: int) -> None:
 
 
 def _code_digest() -> str:
-    """Hash this package's source, so that work left by an older version of the aligner is not resumed."""
+    """Hash this package's source and data, so that work left by an older version of the aligner is not resumed."""
     digest = hashlib.sha256()
-    for source in sorted(Path(__file__).parent.glob("*.py")):
+    folder = Path(__file__).parent
+    for source in sorted([*folder.glob("*.py"), *folder.glob("*.csv")]):
         digest.update(source.read_bytes())
     return digest.hexdigest()
 
@@ -252,9 +271,17 @@ def _stop_on_error(settings: AlignSettings, record: AlignmentRecord) -> None:
 class Aligner:
     """Aligns one image folder into a state folder, batch by batch, and assembles the final output."""
 
-    def __init__(self, settings: AlignSettings, detector: BatchMTCNN | None = None) -> None:
+    def __init__(
+        self,
+        settings: AlignSettings,
+        detector: BatchMTCNN | None = None,
+        frontal_options: FrontalOptions | None = None,
+    ) -> None:
+        if settings.method == "3d" and frontal_options is None:
+            raise ValueError("align.method 3d needs frontal_options with a landmarker and a generic shape")
         self.settings = settings
         self._detector = detector
+        self.frontal_options = frontal_options
 
     @property
     def detector(self) -> BatchMTCNN:
@@ -337,8 +364,6 @@ class Aligner:
             paths = [rel for rel, _ in members]
             images = torch.from_numpy(np.stack([pixels for _, pixels in members]))
             detections = self.detector.detect(images)
-            # NOTE: DeepFace's 3D frontalisation (align.method: 3d) would replace align_batch here; only the
-            # 2D similarity warp exists.
             batch_records, crops = align_batch(
                 images.to(self.detector.device),
                 detections,
@@ -347,6 +372,8 @@ class Aligner:
                 select=settings.select,
                 margin=settings.margin,
                 fallback_fraction=settings.fallback_fraction,
+                method=settings.method,
+                frontal_options=self.frontal_options,
             )
             for size, arrays in crops.items():
                 for rel, array in zip(paths, arrays, strict=True):
@@ -364,17 +391,20 @@ def _write_png(target: Path, array: np.ndarray) -> None:
 def summarize(records: Sequence[AlignmentRecord]) -> dict[str, float]:
     """Return the counts and rates of the report."""
     total = len(records)
-    counts = {status: sum(r.status == status for r in records) for status in (ALIGNED, FALLBACK, ERROR)}
+    statuses = (ALIGNED, FALLBACK, FALLBACK_2D, ERROR)
+    counts = {status: sum(r.status == status for r in records) for status in statuses}
     multi = sum(r.faces > 1 for r in records)
     rate = (lambda n: n / total) if total else (lambda n: 0.0)
     return {
         "images": total,
         "aligned": counts[ALIGNED],
         "fallback": counts[FALLBACK],
+        "fallback_2d": counts[FALLBACK_2D],
         "errors": counts[ERROR],
         "multiple_faces": multi,
         "aligned_rate": rate(counts[ALIGNED]),
         "fallback_rate": rate(counts[FALLBACK]),
+        "fallback_2d_rate": rate(counts[FALLBACK_2D]),
         "error_rate": rate(counts[ERROR]),
     }
 
@@ -434,27 +464,62 @@ def align_folder(
     protocol: bool = False,
     progress: bool = True,
     detector: BatchMTCNN | None = None,
+    landmarker: mesh.Landmarker | None = None,
+    mesh_python: Path | None = None,
 ) -> dict[str, float]:
     """Align every image of `raw` into `out`; return the summary counts and rates.
 
     `state` is the parent of the resumable work folders; `input_digest` identifies the input data (its
     manifest digest). With `protocol`, the LFW protocol files at the top of `raw` are copied to `out/protocol`.
+    For align.method 3d, `landmarker` provides the dense landmarks; without one, MediaPipe's face mesh is
+    started under `mesh_python` (default: `mesh.frontalize_python` of the current folder) before any image
+    is read, and an InputError names the install command when it cannot start.
     """
     started = time.perf_counter()
-    root = image_root(raw)
-    paths = list_images(root)
-    if settings.subset == "pairs" and protocol:
-        paths = pair_images(raw, paths)
-    plan = plan_batches(root, paths, settings.batch_size)
-    key = fingerprint(settings, input_digest, paths)
-    work = state / f"{out.name}-{key[:16]}"
-    work.mkdir(parents=True, exist_ok=True)
-    log.info("aligning %d images of %s in %d batches; work folder %s", plan.count, root, len(plan.batches), work)
-
-    records = Aligner(settings, detector).process(root, work, plan, progress=progress)
+    with contextlib.ExitStack() as stack:
+        frontal_options = None
+        if settings.method == "3d":
+            frontal_options = _frontal_options(settings, landmarker, mesh_python, stack)
+        root = image_root(raw)
+        paths = list_images(root)
+        if settings.subset == "pairs" and protocol:
+            paths = pair_images(raw, paths)
+        plan = plan_batches(root, paths, settings.batch_size)
+        key = fingerprint(settings, input_digest, paths)
+        work = state / f"{out.name}-{key[:16]}"
+        work.mkdir(parents=True, exist_ok=True)
+        log.info(
+            "aligning %d images of %s with method %s in %d batches; work folder %s",
+            plan.count, root, settings.method, len(plan.batches), work,
+        )
+        records = Aligner(settings, detector, frontal_options).process(root, work, plan, progress=progress)
     seconds = time.perf_counter() - started
-    summary = write_output(out, work, records, settings, raw if protocol else None)
+    summary = write_output(out, work, records, settings, raw if protocol else None, extra={"method": settings.method})
     shutil.rmtree(work, ignore_errors=True)
     summary["seconds"] = seconds
     summary["images_per_second"] = plan.count / seconds if seconds > 0 else 0.0
     return summary
+
+
+def _frontal_options(
+    settings: AlignSettings,
+    landmarker: mesh.Landmarker | None,
+    mesh_python: Path | None,
+    stack: contextlib.ExitStack,
+) -> FrontalOptions:
+    """Load the generic shape and start the face mesh unless a landmarker is given; `stack` closes the mesh."""
+    try:
+        shape = frontal.load_shape()
+    except FileNotFoundError as err:
+        raise InputError(str(err)) from err
+    if landmarker is None:
+        python = mesh_python or mesh.frontalize_python(Path.cwd())
+        landmarker = stack.enter_context(mesh.MeshLandmarker(python, settings.mesh_confidence))
+    return FrontalOptions(
+        landmarker=landmarker,
+        shape=shape,
+        residuals=settings.residuals,
+        mirror=settings.mirror,
+        crop_scale=settings.crop_scale,
+        mesh_size=settings.mesh_size,
+    )

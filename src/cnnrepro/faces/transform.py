@@ -76,14 +76,23 @@ def warp(images: torch.Tensor, matrices: np.ndarray, size: int) -> torch.Tensor:
     `matrices` (N, 2, 3) map image pixels to crop pixels. Each crop pixel samples the image bilinearly at
     the exact inverse image of its centre; pixels that fall outside the image are black.
     """
-    count, _, height, width = images.shape
+    return sample(images, source_points(matrices, size))
+
+
+def source_points(matrices: np.ndarray, size: int) -> np.ndarray:
+    """Return the image pixel (x, y) that each pixel of a size x size crop samples: (N, size, size, 2)."""
     inverse = np.stack([invert(m) for m in matrices])  # crop -> image
-    # Compose with the pixel -> [-1, 1] normalisation of grid_sample (align_corners=False).
     axis = np.arange(size, dtype=np.float64)
     gx, gy = np.meshgrid(axis, axis)
     ones = np.ones_like(gx)
     crop_points = np.stack([gx, gy, ones], axis=-1)  # (size, size, 3)
-    source = np.einsum("nij,hwj->nhwi", inverse, crop_points)  # (N, size, size, 2) image pixels
+    return np.einsum("nij,hwj->nhwi", inverse, crop_points)
+
+
+def sample(images: torch.Tensor, source: np.ndarray) -> torch.Tensor:
+    """Sample a float batch (N, 3, H, W) bilinearly at image pixels `source` (N, S, S, 2); outside is black."""
+    height, width = images.shape[2:]
+    # The pixel -> [-1, 1] normalisation of grid_sample (align_corners=False).
     grid = np.empty_like(source)
     grid[..., 0] = (2.0 * source[..., 0] + 1.0) / width - 1.0
     grid[..., 1] = (2.0 * source[..., 1] + 1.0) / height - 1.0

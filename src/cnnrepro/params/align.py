@@ -1,4 +1,4 @@
-"""params.yaml `align`: MTCNN detection and the similarity warp onto a canonical five-point template."""
+"""params.yaml `align`: MTCNN detection, then no alignment, the 2D similarity warp or DeepFace's 3D frontalization."""
 
 from __future__ import annotations
 
@@ -16,10 +16,29 @@ class DetectorParams(Section):
     factor: float = Field(0.709, gt=0.0, lt=1.0)
 
 
+class FrontalParams(Section):
+    """Settings of align.method 3d, which needs the optional MediaPipe environment (./setup.sh --with-frontalize)."""
+
+    # Add each landmark's camera-fit residual to its frontal target, as DeepFace does, to keep the person's own
+    # face shape. false warps every face onto the generic shape.
+    residuals: bool = True
+    # Replace pixels of triangles that the camera views from behind by their mirror pixels from the other half.
+    mirror: bool = True
+    # The face mesh runs on a square of this many detector-box sides around the box ...
+    crop_scale: float = Field(2.0, ge=1.0, le=4.0)
+    # ... resized to this side in pixels.
+    mesh_size: int = Field(256, ge=64, le=1024)
+    # MediaPipe's min_detection_confidence for the face inside that square.
+    min_confidence: float = Field(0.5, gt=0.0, lt=1.0)
+
+
 class AlignParams(Section):
     detector: DetectorParams = DetectorParams()
-    # 2d: similarity warp of five landmarks. DeepFace's 3D frontalisation would be a second method.
-    method: Literal["2d"] = "2d"
+    # none: the square around the detector box, resized (DeepFace's "no alignment" baseline).
+    # 2d: similarity warp of the five MTCNN landmarks onto a template.
+    # 3d: DeepFace's frontalization from MediaPipe's 468 face-mesh landmarks and a generic 3D face shape.
+    method: Literal["none", "2d", "3d"] = "2d"
+    frontal: FrontalParams = FrontalParams()
     # With several faces in an image: the largest box, or the box nearest the image centre.
     select: Literal["largest", "central"] = "largest"
     # Side lengths of the square crops written per image; 152 is DeepFace's input.

@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnrepro import paths
+from cnnrepro.tracking import stale
 from cnnrepro.tracking.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -105,16 +107,6 @@ def _server_reachable(uri: str, timeout: float = 5.0) -> str | None:
     return None
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _clip(value: Any) -> str:
     text = str(value)
     return text if len(text) <= MAX_PARAM_CHARS else text[: MAX_PARAM_CHARS - 3] + "..."
@@ -132,8 +124,10 @@ class StageRun:
         tags: Mapping[str, Any] | None = None,
         root: Path | None = None,
         enabled: bool = True,
+        stale_after_s: float = stale.DEFAULT_STALE_AFTER_S,
     ) -> None:
         self.stage = stage
+        self.stale_after_s = stale_after_s
         self.root = root or paths.repo_root()
         self.experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME", experiment)
         self.enabled = enabled
@@ -141,6 +135,8 @@ class StageRun:
         self.run_id: str | None = None
         self.spool: Spool | None = None
         self.failure: str | None = None
+        self._heartbeat_stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
         self.tags = {
             f"{TAG_PREFIX}stage": stage,
             f"{TAG_PREFIX}pipeline_id": pipeline_id(),
@@ -198,6 +194,7 @@ class StageRun:
         tags = dict(self.tags)
         if self.parent_run_id:
             tags["mlflow.parentRunId"] = self.parent_run_id
+        tags[stale.HEARTBEAT_TAG] = str(int(time.time()))
         try:
             reason = _server_reachable(self.uri)
             if reason is not None:
@@ -210,31 +207,43 @@ class StageRun:
             self._go_offline(err, start={"experiment": self.experiment, "tags": tags, "run_name": self.stage})
             return
         self._close_orphans(client, experiment_id)
+        self._start_heartbeat()
 
     def _close_orphans(self, client, experiment_id: str) -> None:
-        """Mark KILLED the RUNNING runs of this stage whose process on this host no longer exists.
+        """Mark KILLED the RUNNING runs of this stage whose process has died, by the rules of `stale`.
 
-        A stage killed with SIGKILL cannot end its run, which would otherwise stay RUNNING forever. Runs from
-        other hosts, and runs without a pid tag, are left alone because their process cannot be checked here.
+        A stage killed with SIGKILL cannot end its run, which would otherwise stay RUNNING forever.
         """
-        host = self.tags[f"{TAG_PREFIX}host"]
-        query = (
-            f"tags.`{TAG_PREFIX}stage` = '{self.stage}' and tags.`{TAG_PREFIX}host` = '{host}' "
-            f"and attributes.status = 'RUNNING'"
-        )
         try:
-            candidates = client.search_runs([experiment_id], filter_string=query, max_results=100)
-            for candidate in candidates:
-                pid = candidate.data.tags.get(f"{TAG_PREFIX}pid", "")
-                if candidate.info.run_id == self.run_id or not pid.isdigit() or _process_alive(int(pid)):
-                    continue
-                client.set_tag(candidate.info.run_id, f"{TAG_PREFIX}closed_by", self.run_id)
-                client.set_terminated(candidate.info.run_id, status="KILLED")
-                log.info("marked run %s of %s KILLED: its process %s has ended", candidate.info.run_id,
-                         self.stage, pid)
+            stale.close_stale(
+                client, [experiment_id], stale_after_s=self.stale_after_s, closed_by=self.run_id or "",
+                filter_string=f"tags.`{TAG_PREFIX}stage` = '{self.stage}'", skip_run_id=self.run_id,
+            )
         except Exception as err:
             log.warning("could not close the orphaned runs of %s: %s: %s", self.stage, type(err).__name__,
                         redact(str(err)))
+
+    def _start_heartbeat(self) -> None:
+        """Refresh the heartbeat tag from a daemon thread while the run lasts, for hosts that cannot check the pid.
+
+        Only tracking servers get one. A SQLite or file store lives on one host, where the pid rule applies,
+        and a second writer thread could make the stage's own writes wait for SQLite's lock.
+        """
+        if not self.uri.startswith(("http://", "https://", "postgresql", "mysql", "mssql")):
+            return
+        interval = stale.heartbeat_interval(self.stale_after_s)
+
+        def beat() -> None:
+            while not self._heartbeat_stop.wait(interval):
+                if self.spool is not None:
+                    return
+                try:
+                    self._client().set_tag(self.run_id, stale.HEARTBEAT_TAG, str(int(time.time())))
+                except Exception as err:  # the next record the stage logs decides whether to go offline
+                    log.debug("heartbeat of run %s failed: %s", self.run_id, redact(str(err)))
+
+        self._heartbeat = threading.Thread(target=beat, name=f"mlflow-heartbeat-{self.stage}", daemon=True)
+        self._heartbeat.start()
 
     def _go_offline(self, err: BaseException, start: dict[str, Any] | None = None) -> None:
         if self.spool is None:
@@ -288,14 +297,16 @@ class StageRun:
         )
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric, RunTag
 
         stamp = int(time.time() * 1000)
         values = {key: float(value) for key, value in metrics.items() if value is not None}
         batch = [Metric(key, value, stamp, step or 0) for key, value in values.items()]
+        # Each metrics record also counts as a heartbeat, which matters where no heartbeat thread runs.
+        beat = [RunTag(stale.HEARTBEAT_TAG, str(stamp // 1000))]
         self._call(
             {"op": "metrics", "metrics": values, "step": step or 0, "timestamp": stamp},
-            lambda client: client.log_batch(self.run_id, metrics=batch),
+            lambda client: client.log_batch(self.run_id, metrics=batch, tags=beat),
         )
 
     def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
@@ -345,6 +356,7 @@ class StageRun:
     def end(self, status: str = "FINISHED") -> None:
         if not self.enabled:
             return
+        self._heartbeat_stop.set()
         if self.spool is None and self.run_id is not None:
             try:
                 self._client().set_terminated(self.run_id, status=status)
@@ -393,9 +405,14 @@ def stage_run(
     required: bool = False,
     enabled: bool = True,
     root: Path | None = None,
+    stale_after_s: float = stale.DEFAULT_STALE_AFTER_S,
 ) -> Iterator[StageRun]:
-    """Open the MLflow run of one stage; mark it FAILED if the body raises, KILLED on Ctrl-C."""
-    run = StageRun(stage, profile=profile, experiment=experiment, tags=tags, root=root, enabled=enabled)
+    """Open the MLflow run of one stage; mark it FAILED if the body raises, KILLED on Ctrl-C.
+
+    `stale_after_s` is the age after which a RUNNING run of the same stage from another host counts as orphaned.
+    """
+    run = StageRun(stage, profile=profile, experiment=experiment, tags=tags, root=root, enabled=enabled,
+                   stale_after_s=stale_after_s)
     if enabled and required:
         run.check_required()
     run.start()
