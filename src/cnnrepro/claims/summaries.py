@@ -182,7 +182,8 @@ def ablation(claim, points, *, evaluate: str, base: str, ablated: Sequence[str],
         delta = mean_of(measured[metric]) - mean_of(base_values[metric])
         noise = _combined_std(measured[metric], base_values[metric])
         raised += delta > 0
-        at_chance = _at_chance(points, name, evaluate)
+        chance_runs, runs = _at_chance(points, name, evaluate)
+        at_chance = chance_runs > 0
         # Without a spread (one seed) a gain cannot be told from seed noise, so it never counts as clear. A run
         # that stayed at chance measures a failed training, not the component's gain, so it does not count either.
         clear += noise is not None and delta > noise and not at_chance
@@ -193,8 +194,8 @@ def ablation(claim, points, *, evaluate: str, base: str, ablated: Sequence[str],
             + f"; the paper: {paper.get(name, '-')}."
         )
         if at_chance:
-            findings.append(f"{label}: the top-1 error stayed at chance level, so this network did not train with "
-                            f"the profile's settings; the difference measures that failure, not the component.")
+            findings.append(f"{label}: {chance_runs} of {runs} run(s) stayed at chance-level top-1 error, so the "
+                            f"network did not train there; the difference measures that failure, not the component.")
         result.setdefault("deltas", {})[name] = delta
     if not findings:
         return _unmeasured(result)
@@ -207,14 +208,16 @@ def ablation(claim, points, *, evaluate: str, base: str, ablated: Sequence[str],
     return result
 
 
-def _at_chance(points, variant: str, evaluate: str, margin: float = 0.02) -> bool:
-    """Return True when every measured run of `variant` has a 1-crop top-1 error within `margin` of chance."""
-    errors = []
+def _at_chance(points, variant: str, evaluate: str, margin: float = 0.02) -> tuple[int, int]:
+    """Count the measured runs of `variant` whose 1-crop top-1 error is within `margin` of chance; return
+    (runs at chance, runs measured).
+    """
+    flags = []
     for point in points:
         data = point.files.get(evaluate) if point.rev and point.variant.name == variant else None
         if data and data.get("classes"):
-            errors.append(data["top1_error_1crop"] >= 1 - 1 / data["classes"] - margin)
-    return bool(errors) and all(errors)
+            flags.append(data["top1_error_1crop"] >= 1 - 1 / data["classes"] - margin)
+    return sum(flags), len(flags)
 
 
 def _combined_std(a: Mapping[str, Any], b: Mapping[str, Any]) -> float | None:
