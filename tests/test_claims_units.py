@@ -218,4 +218,4 @@ def test_ablation_at_chance_is_not_clear():
                 "no-overlap": {0: files(0.50), 1: files(0.52)}}
     result = claim.summarise(claim, _points(claim, measured))
     assert result["verdict"] == stats.PARTLY, f"a run at chance cannot confirm a small gain: {result['verdict']}"
-    assert any("chance level" in f for f in result["findings"]), f"findings {result['findings']}"
+    assert any("2 of 2 run(s) stayed at chance" in f for f in result["findings"]), f"findings {result['findings']}"
