@@ -184,7 +184,7 @@ def ablation(claim, points, *, evaluate: str, base: str, ablated: Sequence[str],
         raised += delta > 0
         chance_runs, runs = _at_chance(points, name, evaluate)
         at_chance = chance_runs > 0
-        # Without a spread (one seed) a gain cannot be told from seed noise, so it never counts as clear. A run
+        # Without a spread (one seed) a gain cannot be distinguished from seed noise, so it never counts as clear. A run
         # that stayed at chance measures a failed training, not the component's gain, so it does not count either.
         clear += noise is not None and delta > noise and not at_chance
         label = next((v.label or v.name for v in claim.variants if v.name == name), name)

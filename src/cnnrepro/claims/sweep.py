@@ -214,7 +214,7 @@ def parse_queue_status(text: str) -> dict[str, str]:
 
     The table lists every queued task whatever its baseline commit. A name queued again with `-f` appears
     beside its earlier tasks, and the table gives no date to order them by. An unfinished task is the current
-    one. Among finished tasks a success wins, because the newest experiment commit of that name holds a result.
+    one. Among finished tasks a success wins, because the newest experiment commit of that name contains a result.
     """
     rank = {"success": 1, "failed": 0}
     states: dict[str, str] = {}
