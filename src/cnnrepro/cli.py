@@ -77,6 +77,39 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     return describe.main(args)
 
 
+def _cmd_claims(args: argparse.Namespace) -> int:
+    from cnnrepro import claims
+    from cnnrepro.errors import InputError
+
+    root = paths.repo_root()
+    if args.claims_command == "list":
+        for claim in claims.all_claims():
+            record = claims.record_path(root, claim.name)
+            state = "not run"
+            if record.is_file():
+                import json
+
+                state = json.loads(record.read_text(encoding="utf-8")).get("verdict") or "not measured"
+            print(f"{claim.name:16} ~{claim.minutes:>4g} min  {state:14} {claim.title}")
+        return 0
+    try:
+        if args.claims_command == "run":
+            record = claims.run(root, args.name, args.seeds, rerun=args.rerun, jobs=args.jobs)
+        else:
+            record = claims.collect(root, args.name, args.seeds)
+    except KeyError as err:
+        # str() of a KeyError adds quotes around the message; args[0] is the message itself.
+        print(f"cnnrepro claims: {err.args[0]}", file=sys.stderr)
+        return 1
+    except InputError as err:
+        print(f"cnnrepro claims: {err}", file=sys.stderr)
+        return 1
+    for finding in record["result"].get("findings", []):
+        print(finding)
+    print(f"{args.name}: {record['verdict']}; wrote {claims.record_path(root, args.name)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cnnrepro", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +132,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     describe.add_argument("--repeats", type=int, default=5, help="forward passes timed per layer")
     describe.set_defaults(func=_cmd_describe)
+
+    claims = commands.add_parser("claims", help="check the chapter's claims with DVC experiments")
+    claims_commands = claims.add_subparsers(dest="claims_command", required=True)
+    claims_commands.add_parser("list", help="list the claims, their cost and their last verdict")
+    run = claims_commands.add_parser("run", help="queue a claim's missing experiments, wait, and summarise them")
+    collect = claims_commands.add_parser("collect", help="summarise a claim's finished experiments again")
+    for sub in (run, collect):
+        sub.add_argument("name", help="claim name, as `cnnrepro claims list` prints it")
+        sub.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds to run (default: the claim's)")
+    run.add_argument("--rerun", action="store_true", help="queue every experiment again, even finished ones")
+    run.add_argument("--jobs", type=int, default=1, help="experiments run at once by the DVC queue")
+    claims.set_defaults(func=_cmd_claims)
 
     tracking = commands.add_parser("tracking", help="MLflow tracking maintenance")
     tracking_commands = tracking.add_subparsers(dest="tracking_command", required=True)

@@ -336,9 +336,12 @@ def _float(value: Any) -> float:
 
 
 def build_sections(root: Path, params: dict[str, Any]) -> list[Section]:
+    from cnnrepro.report.claims import claim_sections
+
     return [
         lenet5_section(root, params),
         alexnet_section(root, params),
         deepface_section(root, params),
         googlenet_section(root, params),
+        *claim_sections(root),
     ]
