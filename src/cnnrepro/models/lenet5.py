@@ -12,7 +12,8 @@ Deviations and choices:
 - Loss: cross-entropy over the negated RBF distances. This is the paper's MAP criterion (its Eq. 9) without
   the constant e^-j term, that is, with j large.
 - Training uses SGD from the training stage, not the paper's stochastic diagonal Levenberg-Marquardt.
-- `activation="relu"` replaces the scaled tanh in every layer (an option, not in the paper).
+- `activation="relu"` replaces the scaled tanh in every layer and starts from He-normal weights (an option,
+  not in the paper).
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ class LeNet5(nn.Module):
         self.c5 = nn.Sequential(nn.Conv2d(16, 120, 5), act())
         self.f6 = nn.Sequential(nn.Flatten(), nn.Linear(120, 84), act())
         self.output = RBFOutput(self._prototypes(num_classes))
-        self._init_weights()
+        self._init_weights(activation)
 
     @staticmethod
     def _prototypes(num_classes: int) -> torch.Tensor:
@@ -151,7 +152,10 @@ class LeNet5(nn.Module):
         extra = torch.randint(0, 2, (num_classes - len(digits), digits.shape[1]), generator=generator)
         return torch.cat([digits, extra.float() * 2 - 1])
 
-    def _init_weights(self) -> None:
+    def _init_weights(self, activation: str) -> None:
+        if activation == "relu":
+            self._init_relu()
+            return
         # U(-2.4 / fan_in, 2.4 / fan_in), the paper's appendix A rule; biases start at 0.
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -165,6 +169,21 @@ class LeNet5(nn.Module):
                     module.weight.uniform_(-1.0, 1.0).mul_(torch.tensor(bounds, device=module.weight.device))
             elif isinstance(module, Subsampling):
                 nn.init.uniform_(module.coefficient, -2.4 / 4, 2.4 / 4)
+
+    def _init_relu(self) -> None:
+        # The paper's rule keeps tanh units in their linear range, but through six ReLU layers it shrinks the
+        # signal until F6 is near zero and training stays at chance. He-normal weights keep the variance instead,
+        # and subsampling starts as a 2x2 average.
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, PartialConv2d):
+                stds = [(2.0 / fan_in) ** 0.5 for fan_in in module.fan_in for _ in range(fan_in)]
+                with torch.no_grad():
+                    module.weight.normal_().mul_(torch.tensor(stds, device=module.weight.device))
+            elif isinstance(module, Subsampling):
+                nn.init.constant_(module.coefficient, 0.25)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.c1(x)  # N x 6 x 28 x 28
