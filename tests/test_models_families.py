@@ -180,7 +180,7 @@ def test_lenet5_relu_option():
 
 
 def test_lenet5_relu_leaves_chance(shared_data):
-    # With the paper's tanh initialisation, the ReLU network stayed at 90% training error on MNIST.
+    # With the tanh initialisation of LeCun et al. (1998), the ReLU network stayed at 90% training error on MNIST.
     torch.set_num_threads(1)
     images, labels = mnist_batch(shared_data, 1024)
     model = small_model("lenet5", num_classes=10, activation="relu")
