@@ -36,6 +36,17 @@ def _shared_data() -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Limit torch to one thread for a module: on shared cores, several threads per process spin against each other."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The read-only real data folder; copy anything a test changes into tmp_path first."""

@@ -14,13 +14,7 @@ from cnnrepro.faces.detector import BatchMTCNN
 PEOPLE = ("kate_siegel", "shea_whigham", "paul_rudd", "angelina_jolie")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The test machine's cores are shared; several torch threads per process then spin against each other.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

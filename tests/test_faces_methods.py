@@ -31,12 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHAPE = frontal.load_shape()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _detections(box: tuple[float, float, float, float]) -> Detections:

@@ -14,7 +14,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from cnnrepro import manifest, params
@@ -27,13 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 SETTINGS = AlignSettings(sizes=(64, 32), batch_size=4, workers=0, device="cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The test machine's cores are shared; several torch threads per process then spin against each other.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _lfw_subset(shared_data: Path, target: Path, count: int) -> Path:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnrepro.errors import InputError
+from cnnrepro.faces.mesh_worker import read_exact
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +84,7 @@ class MeshLandmarker:
         log.info("MediaPipe face mesh started under %s (pid %d)", python, self._process.pid)
 
     def _read(self, count: int) -> bytes:
-        stream = self._process.stdout
-        data = bytearray()
-        while len(data) < count:
-            chunk = stream.read(count - len(data))
-            if not chunk:
-                raise EOFError(f"the face-mesh worker closed its output after {len(data)} of {count} bytes")
-            data.extend(chunk)
-        return bytes(data)
+        return read_exact(self._process.stdout, count, "the face-mesh worker's output")
 
     def _stderr_tail(self) -> str:
         self._stderr.seek(0)

@@ -24,12 +24,13 @@ import numpy as np
 LANDMARKS = 468
 
 
-def _read_exact(stream, count: int) -> bytes:
+def read_exact(stream, count: int, source: str = "input") -> bytes:
+    """Read exactly `count` bytes from `stream`; EOFError names `source` when it ends early."""
     data = bytearray()
     while len(data) < count:
         chunk = stream.read(count - len(data))
         if not chunk:
-            raise EOFError(f"input ended after {len(data)} of {count} bytes")
+            raise EOFError(f"{source} ended after {len(data)} of {count} bytes")
         data.extend(chunk)
     return bytes(data)
 
@@ -39,10 +40,10 @@ def serve(detect, source, output) -> int:
     output.write(struct.pack("<q", LANDMARKS))
     output.flush()
     while True:
-        count, height, width, channels = struct.unpack("<4q", _read_exact(source, 32))
+        count, height, width, channels = struct.unpack("<4q", read_exact(source, 32))
         if count == 0:
             return 0
-        pixels = np.frombuffer(_read_exact(source, count * height * width * channels), dtype=np.uint8)
+        pixels = np.frombuffer(read_exact(source, count * height * width * channels), dtype=np.uint8)
         images = pixels.reshape(count, height, width, channels)
         found = np.zeros(count, dtype=np.uint8)
         points = np.zeros((count, LANDMARKS, 3), dtype=np.float32)
