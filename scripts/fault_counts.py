@@ -6,9 +6,9 @@
 Every fault test appends the facts it measured to the file named by CNNREPRO_FAULT_LOG (the `fault_record`
 fixture). This script runs those tests with the variable set and classifies each case:
 
-- An input case is a clear error (exit 1 or 2, a message that names the file or value, no traceback), a
-  recorded skip (exit 0 and an error row in the stage's report), a crash (a traceback or any other exit code)
-  or unclear.
+- An input case is one of four outcomes. A clear error exits 1 or 2 with a message that names the file or
+  value and no traceback. A recorded skip exits 0 with an error row in the stage's report. A crash shows a
+  traceback or any other exit code. Anything else is unclear.
 - A kill case is recovered (the rerun exits 0 with outputs equal to an uninterrupted run), a crash (the rerun
   fails) or data lost (a partial output was visible after the kill, or the rerun's outputs differ or are missing).
 - Any output left by a failed input case counts as data lost too, because a later stage could read it.

@@ -1,7 +1,7 @@
 """A claim end to end: real `dvc exp run --queue` and `dvc queue start` in a copy of the checkout (smoke profile).
 
 The claim here is a two-variant LeNet-5 sweep with one seed, registered only inside this test, so it runs in a
-few minutes; the catalog's claims use the same code with the quick profile.
+few minutes. The catalog's claims use the same code with the quick profile.
 """
 
 from __future__ import annotations

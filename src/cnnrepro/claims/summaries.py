@@ -60,6 +60,7 @@ def activation(claim, points, *, history: str, target: float, fast: str, slow: s
         "final_train_error": lambda f: last(f, history, "train_error"),
         "final_val_error": lambda f: last(f, history, "val_error"),
     })
+
     result = {
         "values": values,
         "table": table(claim, values, [("epochs_to_target", f"epochs to {target:.0%} training error", ""),
@@ -68,10 +69,12 @@ def activation(claim, points, *, history: str, target: float, fast: str, slow: s
         "rule": f"held: the saturating activation needs at least 2x the epochs of ReLU to reach {target:.0%} training "
                 f"error; partly: 1.2x to 2x; did not hold: below 1.2x",
     }
+
     fast_epochs = mean_of(values.get(fast, {}).get("epochs_to_target"))
     slow_summary = values.get(slow, {}).get("epochs_to_target")
     if fast_epochs is None or slow_summary is None:
         return _unmeasured(result)
+
     epochs = max(len(p.files.get(history) or []) for p in points if p.rev)
     slow_epochs = mean_of(slow_summary)
     lower_bound = slow_summary["n"] < len(slow_summary["per_seed"])
@@ -79,6 +82,7 @@ def activation(claim, points, *, history: str, target: float, fast: str, slow: s
         # The saturating net did not reach the target in some seeds: the ratio is at least epochs / fast.
         slow_epochs = float(epochs)
         lower_bound = True
+
     ratio = slow_epochs / fast_epochs
     bound = "at least " if lower_bound else ""
     result["ratio"] = ratio
@@ -102,6 +106,7 @@ def dropout(claim, points, *, train: str, history: str, evaluate: str, target: f
         "best_epoch": lambda f: get(f, train, "best_epoch"),
         "top1_error": lambda f: get(f, evaluate, "top1_error_1crop"),
     })
+
     result = {
         "values": values,
         "table": table(claim, values, [("final_train_error", "final training error", "%"),
@@ -114,12 +119,14 @@ def dropout(claim, points, *, train: str, history: str, evaluate: str, target: f
                 f"least 1.5x the epochs to reach {target:.0%} training error; partly: one of the two; did not hold: "
                 "neither",
     }
+
     gap_without = mean_of(values.get(without, {}).get("gap"))
     gap_with = mean_of(values.get(with_, {}).get("gap"))
     slow = mean_of(values.get(with_, {}).get("epochs_to_target"))
     fast = mean_of(values.get(without, {}).get("epochs_to_target"))
     if gap_without is None or gap_with is None:
         return _unmeasured(result)
+
     overfits = gap_without > gap_with
     ratio = slow / fast if slow is not None and fast else None
     slower = ratio is not None and ratio >= 1.5

@@ -1,6 +1,6 @@
 """The align stage's output format: every crop of one size in a single uint8 array file, plus one index.
 
-A folder of aligned crops holds `crops-<size>.npy` per output size, each a (N, size, size, 3) uint8 RGB array,
+A folder of aligned crops contains `crops-<size>.npy` per output size, each a (N, size, size, 3) uint8 RGB array,
 and `crops.csv`, whose row i names crop i of every array: its image key `<identity>/<stem>`, the identity and
 the alignment status. Rows are sorted by key. One file per size, not one PNG per crop, because DVC hashes
 a folder output file by file: thousands of crops made every `dvc status` and no-op `dvc repro` walk and
