@@ -95,6 +95,13 @@ def test_untracked_lock_is_rejected(tmp_path):
         sweep.check_workspace(tmp_path)
 
 
+def test_missing_dvc_command_is_named(tmp_path, monkeypatch):
+    _repo(tmp_path, {"profile": "quick"})
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(InputError, match="dvc not found on PATH"):
+        sweep.check_workspace(tmp_path)
+
+
 def test_collect_without_experiments_fails(tmp_path):
     _repo(tmp_path, {"profile": "quick"})
     with pytest.raises(InputError, match="cnnrepro claims run dropout"):

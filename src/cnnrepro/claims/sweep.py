@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import logging
+import shutil
 import subprocess
 import tempfile
 import time
@@ -173,7 +174,9 @@ def _run_dvc(command: list[str], root: Path, attempts: int = 20, delay_s: float 
 
 
 def check_workspace(root: Path) -> None:
-    """Raise InputError when dvc.lock is not tracked by git: queued experiments would not see it."""
+    """Raise InputError when the dvc command is missing or dvc.lock is not tracked by git."""
+    if shutil.which("dvc") is None:
+        raise InputError("dvc not found on PATH; activate the project's environment with `. .venv/bin/activate`")
     if not (root / "dvc.lock").is_file():
         return
     tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "dvc.lock"], cwd=root, capture_output=True)
