@@ -66,6 +66,7 @@ class MeshLandmarker:
                 f"failed to run {python} for MediaPipe's face mesh ({err}). Install the environment with "
                 f"`{INSTALL_COMMAND}`, or set {PYTHON_VARIABLE} to a Python that has mediapipe 0.10.14"
             ) from err
+        # NOTE: this read has no timeout, so a worker that hangs while loading MediaPipe blocks the stage.
         try:
             ready = self._read(8)
         except EOFError:
